@@ -1,0 +1,34 @@
+"""orbax_v1: save and load JAX pytrees in the real Orbax on-disk format, fast.
+
+    import orbax_v1 as ocp
+    ocp.save_pytree(path, state)
+    state = ocp.load(path)
+"""
+
+from orbax_v1 import errors as errors
+from orbax_v1._api import load as load
+from orbax_v1._api import load_pytree as load_pytree
+from orbax_v1._api import metadata as metadata
+from orbax_v1._api import pytree_metadata as pytree_metadata
+from orbax_v1._api import save_pytree as save_pytree
+from orbax_v1._types import PLACEHOLDER as PLACEHOLDER
+from orbax_v1._types import ArrayMetadata as ArrayMetadata
+from orbax_v1._types import CheckpointMetadata as CheckpointMetadata
+from orbax_v1._types import ScalarMetadata as ScalarMetadata
+from orbax_v1._types import StringMetadata as StringMetadata
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PLACEHOLDER",
+    "ArrayMetadata",
+    "CheckpointMetadata",
+    "ScalarMetadata",
+    "StringMetadata",
+    "errors",
+    "load",
+    "load_pytree",
+    "metadata",
+    "pytree_metadata",
+    "save_pytree",
+]

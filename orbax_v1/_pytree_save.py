@@ -1,0 +1,148 @@
+"""Saving a pytree into one directory, in the files real Orbax's PyTreeHandler writes.
+
+`plan()` checks the whole tree before anything touches the disk; `write()` then
+streams the array data through the engine and writes the metadata files.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import attrs
+import jax
+import numpy as np
+
+from orbax_v1 import _engine, _files, _pytree, _zarr, errors
+
+SKELETON_KEY = "tree_structure"  # ours; real Orbax ignores unknown `_METADATA` keys
+
+
+@attrs.frozen
+class PlannedLeaf:
+    keys: _pytree.Keys
+    key_types: tuple[int, ...]
+    value_type: str  # the `_METADATA` value_type
+    value: Any
+
+
+@attrs.frozen
+class Plan:
+    leaves: list[PlannedLeaf]
+    skeleton: Any
+
+
+def _value_type(leaf: _pytree.Leaf) -> str:
+    value, where = leaf.value, _pytree.keypath_str(leaf.keys)
+    kind = _pytree.empty_kind(value)
+    if kind is not None:
+        return kind
+    if isinstance(value, (jax.Array, np.ndarray, np.generic)):
+        dtype = np.dtype(value.dtype)
+        if _zarr.zarr3_name(dtype) is None:
+            raise errors.UnsupportedTreeError(
+                f"Leaf {where} has dtype {dtype}, which cannot be stored; supported: "
+                f"{sorted(map(str, _zarr.SUPPORTED_DTYPES))}.")
+        if isinstance(value, jax.Array):
+            return "jax.Array"
+        return "scalar" if isinstance(value, np.generic) else "np.ndarray"
+    if isinstance(value, (bool, float)):
+        return "scalar"
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise errors.UnsupportedTreeError(
+                f"Leaf {where} is the int {value}, which does not fit in int64.")
+        return "scalar"
+    if isinstance(value, str):
+        return "string"
+    raise errors.UnsupportedTreeError(
+        f"Leaf {where} has type {type(value).__module__}.{type(value).__qualname__}, which "
+        "cannot be saved. Supported leaves: jax.Array, np.ndarray, numpy scalars, int, "
+        "float, bool, str, None and empty dict/list/tuple.")
+
+
+def plan(tree: Any) -> Plan:
+    """Checks every leaf and key of `tree`; raises before any I/O on the first problem."""
+    if _pytree.empty_kind(tree) is not None:
+        raise errors.UnsupportedTreeError(
+            f"Nothing to save: the pytree is {tree!r}. Save a non-empty dict, list or tuple.")
+    leaves, skeleton = _pytree.flatten(tree)
+    if len(leaves) == 1 and leaves[0].keys == ():
+        raise errors.UnsupportedTreeError(
+            f"The pytree root is a single {type(tree).__name__} leaf; wrap it in a container, "
+            "for example save_pytree(path, {'x': value}).")
+    planned = [PlannedLeaf(lf.keys, lf.key_types, _value_type(lf), lf.value) for lf in leaves]
+    seen_paths: dict[str, _pytree.Keys] = {}
+    seen_names: dict[str, _pytree.Keys] = {}
+    for lf in planned:
+        for table, name in ((seen_paths, _pytree.keypath_str(lf.keys)),
+                            (seen_names, _pytree.param_name(lf.keys))):
+            if name in table:
+                raise errors.UnsupportedTreeError(
+                    f"Leaves {_pytree.keypath_str(table[name])} and "
+                    f"{_pytree.keypath_str(lf.keys)} would be stored under the same name "
+                    f"{name!r} (Orbax joins keys with '.', and stores keys as strings). "
+                    "Rename one of them.")
+            table[name] = lf.keys
+    return Plan(planned, skeleton)
+
+
+def _entry(lf: PlannedLeaf, write_shape=None) -> dict:
+    value_metadata = {"value_type": lf.value_type,
+                      "skip_deserialize": lf.value_type in ("None", "Dict", "List", "Tuple",
+                                                            "NamedTuple")}
+    if write_shape is not None:
+        value_metadata["write_shape"] = list(write_shape)
+    return {"key_metadata": [{"key": k, "key_type": t} for k, t in zip(lf.keys, lf.key_types)],
+            "value_metadata": value_metadata}
+
+
+def write(directory: str, the_plan: Plan, *, process_index: int = 0,
+          primary: bool = True) -> None:
+    """Writes the planned tree into the (existing, empty) `directory`."""
+    context = _engine.new_context()
+    writer = _engine.ArrayWriter(directory, process_index, context)
+    tree_metadata, shardings, array_metadatas, strings = {}, {}, [], {}
+    for lf in the_plan.leaves:
+        name = _pytree.param_name(lf.keys)
+        write_shape = None
+        if lf.value_type in ("jax.Array", "np.ndarray", "scalar"):
+            value = lf.value
+            if lf.value_type == "scalar" and not isinstance(value, np.generic):
+                value = np.asarray(value)
+            write_shape, blocks = _engine.host_blocks(value)
+            chunks = writer.write(name, tuple(np.shape(value)), np.dtype(value.dtype),
+                                  write_shape, blocks, write_metadata=primary)
+            if lf.value_type == "jax.Array":
+                sharding = _files.sharding_json(value.sharding)
+                if sharding is not None:
+                    shardings[_files.sharding_key(name)] = sharding
+                array_metadatas.append({"array_metadata": {
+                    "param_name": name, "write_shape": list(write_shape),
+                    "chunk_shape": list(chunks), "ext_metadata": None}})
+            else:
+                write_shape = None
+        elif lf.value_type == "string":
+            strings[name] = lf.value
+        tree_metadata[_pytree.keypath_str(lf.keys)] = _entry(lf, write_shape)
+    writer.flush()
+    if array_metadatas:
+        os.makedirs(os.path.join(directory, _files.ARRAY_METADATAS), exist_ok=True)
+        _files.write_json(os.path.join(directory, _files.ARRAY_METADATAS,
+                                       f"process_{process_index}"),
+                          {"array_metadatas": array_metadatas})
+    if not primary:
+        return
+    _engine.merge_process_databases(directory, context)
+    if shardings:
+        _files.write_json(os.path.join(directory, _files.SHARDING), shardings)
+    if strings:
+        _files.write_json(os.path.join(directory, _files.STRINGS), strings)
+    _files.write_json(os.path.join(directory, _files.PYTREE_METADATA), {
+        "tree_metadata": tree_metadata,
+        "use_ocdbt": True,
+        "use_zarr3": True,
+        "store_array_data_equal_to_fill_value": True,
+        "custom_metadata": None,
+        SKELETON_KEY: the_plan.skeleton,
+    })
