@@ -113,7 +113,10 @@ def sharding_from_json(text: str) -> jax.sharding.Sharding | None:
             if not all(int(i) in devices for i in id_array.flat):
                 return None
             mesh_devices = np.vectorize(lambda i: devices[int(i)], otypes=[object])(id_array)
-            mesh = jax.sharding.Mesh(mesh_devices, tuple(data["axis_names"]))
+            kinds = [getattr(jax.sharding.AxisType, str(t).rpartition(".")[2], None)
+                     for t in data.get("axis_types") or ()]
+            extra = {"axis_types": tuple(kinds)} if kinds and None not in kinds else {}
+            mesh = jax.sharding.Mesh(mesh_devices, tuple(data["axis_names"]), **extra)
             spec = [tuple(p) if isinstance(p, list) else p for p in data["partition_spec"]]
             return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec))
     except (ValueError, KeyError, TypeError, IndexError):
