@@ -276,7 +276,7 @@ def test_kill_during_fresh_saves(tmp_path, child_script, seed):
         if kind == "ok":
             problem = tree_problem(make_tree(in_flight), got)
             assert problem is None, f"{ctx}: in-flight ck_{in_flight} loads wrong values: {problem}"
-        outcomes.append(kind)
+        outcomes.append(f"{len(committed)}:{kind}")
         # Nothing past the in-flight save was started.
         assert not (ckpts / f"ck_{in_flight + 1}").exists(), ctx
         assert_loads_exactly(sentinel, SENTINEL_INDEX, ctx)
@@ -311,7 +311,7 @@ def test_kill_during_overwrite_saves(tmp_path, child_script, seed):
             assert current is not None, (
                 f"{ctx}: {target} loads neither save {old} nor save {new}: "
                 f"{tree_problem(make_tree(old), got) if old is not None else got}")
-            outcomes.append("old" if current == old else "new")
+            outcomes.append(f"{len(committed)}:" + ("old" if current == old else "new"))
         else:
             assert isinstance(got, errors.CheckpointNotFoundError) and not target.exists(), (
                 f"{ctx}: {target} exists but does not load: {got!r}")
@@ -327,7 +327,7 @@ def test_kill_during_overwrite_saves(tmp_path, child_script, seed):
                 problem = tree_problem(make_tree(old), m_got)
                 assert problem is None, f"{ctx}: moved-aside {moved[-1]} is not save {old}: {problem}"
             current = None
-            outcomes.append("missing")
+            outcomes.append(f"{len(committed)}:missing")
         assert_loads_exactly(sentinel, SENTINEL_INDEX, ctx)
         assert_leftovers_never_load(ckpts, ctx)
     print(f"seed={seed}: overwrite outcomes {outcomes}")
