@@ -1,36 +1,19 @@
-"""The free functions: save_pytree, load, metadata.
+"""The free functions of the v1 API.
 
-Each call resolves its path (layout), then hands one checkpointable directory to the
-pytree save/load code, which drives the array engine.
+Data flows one way: call site → layout resolution (`_layout`) → handler
+(`_builtin_handlers`, `handlers`) → array engine (`_engine`) → storage.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import time
+from collections.abc import Mapping
 from typing import Any
 
-from orbax_v1 import _commit, _files, _layout, _pytree_load, _pytree_save, _restore, errors
+from orbax_v1 import _checkpointables, _layout
+from orbax_v1._builtin_handlers import PyTreeHandler
 from orbax_v1._types import CheckpointMetadata
 
 PYTREE_CHECKPOINTABLE = "pytree"
-# The handler real Orbax v1 records for a pytree; writing it lets real Orbax load ours.
-PYTREE_HANDLER = "orbax.checkpoint.experimental.v1._src.handlers.pytree_handler.PyTreeHandler"
-
-
-def _abspath(path: Any) -> str:
-    if path is None or (isinstance(path, str) and not path):
-        raise errors.CheckpointNotFoundError("Path must not be None or empty.")
-    return os.path.abspath(os.fspath(path))
-
-
-def _check_custom_metadata(custom_metadata: Any) -> None:
-    try:
-        json.dumps(custom_metadata)
-    except (TypeError, ValueError) as e:
-        raise errors.InvalidArgumentError(
-            f"custom_metadata must be JSON-serializable: {e}") from e
 
 
 def save_pytree(path: Any, pytree: Any, *, overwrite: bool = False,
@@ -43,18 +26,22 @@ def save_pytree(path: Any, pytree: Any, *, overwrite: bool = False,
     `overwrite` is False, and `UnsupportedTreeError` for a leaf or key that cannot be
     stored, naming its key path.
     """
-    path = _abspath(path)
-    _check_custom_metadata(custom_metadata)
-    plan = _pytree_save.plan(pytree)
-    start = time.time_ns()
-    with _commit.atomic_directory(path, overwrite=overwrite) as tmp:
-        item = os.path.join(tmp, PYTREE_CHECKPOINTABLE)
-        os.mkdir(item)
-        _pytree_save.write(item, plan)
-        _files.write_bytes(os.path.join(tmp, _files.V1_MARKER), b"")
-        _files.write_json(os.path.join(tmp, _files.CHECKPOINT_METADATA),
-                          _files.checkpoint_metadata_json(
-                              {PYTREE_CHECKPOINTABLE: PYTREE_HANDLER}, custom_metadata, start))
+    _checkpointables.save(path, {PYTREE_CHECKPOINTABLE: pytree}, overwrite=overwrite,
+                          custom_metadata=custom_metadata,
+                          handler_types={PYTREE_CHECKPOINTABLE: PyTreeHandler})
+
+
+def save_checkpointables(path: Any, checkpointables: Mapping[str, Any], *,
+                         overwrite: bool = False, custom_metadata: Any = None) -> None:
+    """Saves each named checkpointable in its own subdirectory, committed together.
+
+    Each value goes to the handler registered under its name, else to the last
+    registered handler that can save it: pytrees to the pytree handler, JSON-only
+    values that are not pytrees (a str, say) to the JSON handler, single arrays to
+    the array handler. See `orbax_v1.handlers`.
+    """
+    _checkpointables.save(path, checkpointables, overwrite=overwrite,
+                          custom_metadata=custom_metadata)
 
 
 def load(path: Any, abstract_pytree: Any = None, *,
@@ -75,9 +62,18 @@ def load(path: Any, abstract_pytree: Any = None, *,
       checkpointable_name: the subdirectory holding the pytree; None for a direct one.
       partial_load: allow `abstract_pytree` to name only some of the stored leaves.
     """
-    directory = _layout.resolve_pytree_dir(_abspath(path), checkpointable_name)
-    stored = _pytree_load.read_stored_tree(directory)
-    return _restore.restore(stored, abstract_pytree, partial_load=partial_load)
+    directory = _layout.pytree_dir(_checkpointables.abspath(path), checkpointable_name)
+    return PyTreeHandler(partial_load=partial_load).load(directory, abstract_pytree)
+
+
+def load_checkpointables(path: Any, abstract_checkpointables: Mapping[str, Any] | None = None
+                         ) -> dict[str, Any]:
+    """Loads named checkpointables: all of them, or those `abstract_checkpointables` names.
+
+    `{name: None}` loads that checkpointable as saved, `{name: abstract}` uses the
+    abstract value; names not requested are not read.
+    """
+    return _checkpointables.load(path, abstract_checkpointables)
 
 
 def metadata(path: Any, *, checkpointable_name: str | None = PYTREE_CHECKPOINTABLE
@@ -86,17 +82,14 @@ def metadata(path: Any, *, checkpointable_name: str | None = PYTREE_CHECKPOINTAB
 
     Reads only metadata: no array data is read.
     """
-    path = _abspath(path)
-    directory = _layout.resolve_pytree_dir(path, checkpointable_name)
-    stored = _pytree_load.read_stored_tree(directory)
-    step = _files.read_checkpoint_metadata(path)
-    return CheckpointMetadata(
-        path=path,
-        metadata=_restore.metadata_tree(stored),
-        init_timestamp_nsecs=step.get("init_timestamp_nsecs"),
-        commit_timestamp_nsecs=step.get("commit_timestamp_nsecs"),
-        custom_metadata=step.get("custom_metadata"),
-    )
+    path = _checkpointables.abspath(path)
+    directory = _layout.pytree_dir(path, checkpointable_name)
+    return _checkpointables.step_metadata(path, PyTreeHandler().metadata(directory))
+
+
+def checkpointables_metadata(path: Any) -> CheckpointMetadata:
+    """The metadata of every checkpointable, by name; reads no array data."""
+    return _checkpointables.metadata(path)
 
 
 load_pytree = load

@@ -1,93 +1,154 @@
-"""Where a pytree lives inside a path, and what a path holds when it is not there.
+"""The compatibility matrix: what a path holds, and what each load call does with it.
 
-Every load resolves its path here first; a path that does not hold what the call
-asks for gets an `InvalidLayoutError` that says what the directory holds and the
-call that would load it.
+`classify` looks at a directory once and names its layout; `pytree_dir` and
+`checkpointables_dir` decide from that alone, so every load follows one table
+(docs/layouts.md). Nothing is guessed: a call that does not fit the layout gets an
+`InvalidLayoutError` saying what the directory holds and the call that would work.
 """
 
 from __future__ import annotations
 
+import enum
 import os
+
+import attrs
 
 from orbax_v1 import _commit, _files, errors
 
 RESERVED_NAMES = frozenset({"metrics", ""})
+_JSON_FILES = ("data.json", "metadata", "metrics")
 
 
-def _is_pytree_dir(path: str) -> bool:
-    """Holds pytree data: a `_METADATA` file, or an OCDBT store we can rebuild a tree from."""
-    return os.path.isfile(os.path.join(path, _files.PYTREE_METADATA)) or os.path.isfile(
-        os.path.join(path, "manifest.ocdbt"))
+class Kind(enum.Enum):
+    MISSING = "does not exist"
+    NOT_A_DIRECTORY = "is not a directory"
+    TEMPORARY = "is an uncommitted temporary directory"
+    ROOT = "is a root directory of steps"
+    STEP = "is a checkpoint with named checkpointables"
+    DIRECT = "holds a pytree directly"
+    CHILD = "is inside a checkpoint"
+    NOT_A_CHECKPOINT = "holds no checkpoint"
 
 
-def _is_step_dir(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, _files.CHECKPOINT_METADATA)) or os.path.isfile(
-        os.path.join(path, _files.V1_MARKER))
+@attrs.frozen
+class Layout:
+    path: str
+    kind: Kind
+    names: tuple[str, ...] = ()  # checkpointables (STEP) or steps (ROOT)
+    pytree_names: tuple[str, ...] = ()  # the checkpointables that hold a pytree
+
+    def describe(self) -> str:
+        """What the path holds and what to call instead, for error messages."""
+        parent = os.path.dirname(self.path)
+        if self.kind is Kind.ROOT:
+            return f"is a root directory of steps {list(self.names)}: load one of them"
+        if self.kind is Kind.DIRECT:
+            return "holds a pytree directly: use load(path, checkpointable_name=None)"
+        if self.kind is Kind.CHILD:
+            return (f"is inside a checkpoint: try the parent, load({parent!r}, "
+                    f"checkpointable_name={os.path.basename(self.path)!r})")
+        if self.kind is Kind.STEP:
+            if self.pytree_names:
+                best = "state" if "state" in self.pytree_names else self.pytree_names[0]
+                return (f"has checkpointables {list(self.names)}: pass "
+                        f"checkpointable_name={best!r}")
+            return f"has checkpointables {list(self.names)}, none of them a pytree"
+        return self.kind.value
 
 
-def checkpointable_names(path: str) -> list[str]:
-    """The committed subdirectories of a step directory, reserved names left out."""
-    names = []
-    for entry in sorted(os.listdir(path)):
-        sub = os.path.join(path, entry)
-        if os.path.isdir(sub) and entry not in RESERVED_NAMES and not _commit.is_temporary(entry):
-            names.append(entry)
-    return names
+def is_pytree_dir(path: str) -> bool:
+    """Holds pytree data: a `_METADATA` file, or an OCDBT store a tree can be rebuilt from."""
+    return (os.path.isfile(os.path.join(path, _files.PYTREE_METADATA))
+            or os.path.isfile(os.path.join(path, "manifest.ocdbt")))
 
 
-def _step_children(path: str) -> list[str]:
-    kids = []
-    for entry in sorted(os.listdir(path)):
-        sub = os.path.join(path, entry)
-        if os.path.isdir(sub) and not _commit.is_temporary(entry) and _is_step_dir(sub):
-            kids.append(entry)
-    return sorted(kids, key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))
+def is_json_dir(path: str) -> bool:
+    return any(os.path.isfile(os.path.join(path, f)) for f in _JSON_FILES)
 
 
-def describe(path: str) -> str:
-    """What `path` holds and what to call instead, for error messages."""
-    if _is_pytree_dir(path):
-        if os.path.isfile(os.path.join(os.path.dirname(path), _files.CHECKPOINT_METADATA)):
-            return (f"is a checkpointable inside the checkpoint {os.path.dirname(path)}: "
-                    f"load the parent with checkpointable_name={os.path.basename(path)!r}")
-        return "holds a pytree directly: use load(path, checkpointable_name=None)"
-    steps = _step_children(path)
-    if steps and not _is_step_dir(path):
-        return f"is a root directory of steps {steps}: load one of them"
-    names = [n for n in checkpointable_names(path) if _is_pytree_dir(os.path.join(path, n))]
-    if names:
-        return f"has checkpointables {names}: pass checkpointable_name={names[0]!r}"
-    if os.path.isfile(os.path.join(os.path.dirname(path), _files.CHECKPOINT_METADATA)):
-        return f"is inside a checkpoint: try the parent {os.path.dirname(path)}"
-    return "holds no pytree checkpoint"
+def _has_step_markers(path: str) -> bool:
+    return (os.path.isfile(os.path.join(path, _files.CHECKPOINT_METADATA))
+            or os.path.isfile(os.path.join(path, _files.V1_MARKER)))
 
 
-def check_name(name: str | None) -> None:
-    if name in RESERVED_NAMES:
-        raise errors.InvalidLayoutError(
-            f"checkpointable_name={name!r} is reserved; choose another name.")
+def _subdirs(path: str) -> list[str]:
+    return sorted(e.name for e in os.scandir(path)
+                  if e.is_dir() and not _commit.is_temporary(e.name))
 
 
-def resolve_pytree_dir(path: str, checkpointable_name: str | None) -> str:
-    """The directory that holds the requested pytree, or a typed error saying why not."""
-    check_name(checkpointable_name)
+def classify(path: str) -> Layout:
+    """The layout of `path`; looks only at `path`, its parent and its children."""
     if _commit.is_temporary(path):
-        raise errors.IncompleteCheckpointError(
-            f"{path} is an uncommitted temporary directory left by an unfinished save; "
-            "it never loads. Load a committed checkpoint instead.")
+        return Layout(path, Kind.TEMPORARY)
     if not os.path.exists(path):
-        raise errors.CheckpointNotFoundError(f"Checkpoint path {path} does not exist.")
+        return Layout(path, Kind.MISSING)
     if not os.path.isdir(path):
-        raise errors.InvalidLayoutError(f"Checkpoint path {path} is not a directory.")
+        return Layout(path, Kind.NOT_A_DIRECTORY)
+    parent = os.path.dirname(path)
+    if (not _has_step_markers(path) and _has_step_markers(parent)
+            and (is_pytree_dir(path) or is_json_dir(path))):
+        return Layout(path, Kind.CHILD)
+    if is_pytree_dir(path):
+        return Layout(path, Kind.DIRECT)
+    subdirs = _subdirs(path)
+    names = tuple(n for n in subdirs if n not in RESERVED_NAMES)
+    pytree_names = tuple(n for n in names if is_pytree_dir(os.path.join(path, n)))
+    if _has_step_markers(path):
+        return Layout(path, Kind.STEP, names, pytree_names)
+    steps = [n for n in subdirs if _has_step_markers(os.path.join(path, n))]
+    if steps:
+        steps.sort(key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))
+        return Layout(path, Kind.ROOT, tuple(steps))
+    if pytree_names or any(is_json_dir(os.path.join(path, n)) for n in names):
+        return Layout(path, Kind.STEP, names, pytree_names)  # composite, metadata lost
+    return Layout(path, Kind.NOT_A_CHECKPOINT)
+
+
+def check_name(name: str | None, *, call: str = "load") -> None:
+    if name in RESERVED_NAMES or (name is not None and not isinstance(name, str)):
+        raise errors.InvalidLayoutError(
+            f"checkpointable_name={name!r} is reserved or invalid in {call}; reserved names: "
+            f"{sorted(RESERVED_NAMES)}.")
+
+
+def _fail_unusable(layout: Layout) -> None:
+    """Errors every load call shares: missing, not a directory, unfinished save."""
+    if layout.kind is Kind.MISSING:
+        raise errors.CheckpointNotFoundError(f"Checkpoint path {layout.path} does not exist.")
+    if layout.kind is Kind.TEMPORARY:
+        raise errors.IncompleteCheckpointError(
+            f"{layout.path} is an uncommitted temporary directory left by an unfinished save; "
+            "it never loads. Load a committed checkpoint instead.")
+    if layout.kind is Kind.NOT_A_DIRECTORY:
+        raise errors.InvalidLayoutError(f"Checkpoint path {layout.path} is not a directory.")
+
+
+def pytree_dir(path: str, checkpointable_name: str | None) -> str:
+    """The directory `load(path, checkpointable_name=...)` reads, or a typed error."""
+    check_name(checkpointable_name)
+    layout = classify(path)
+    _fail_unusable(layout)
     if checkpointable_name is None:
-        if _is_pytree_dir(path):
+        if layout.kind is Kind.DIRECT:
             return path
         raise errors.InvalidLayoutError(
-            f"{path} with checkpointable_name=None: expected a pytree metadata file "
-            f"{_files.PYTREE_METADATA} in it, but it {describe(path)}.")
-    sub = os.path.join(path, checkpointable_name)
-    if os.path.isdir(sub) and _is_pytree_dir(sub):
-        return sub
+            f"{path} with checkpointable_name=None: expected the pytree metadata file "
+            f"{_files.PYTREE_METADATA} in it, but it {layout.describe()}.")
+    if layout.kind is Kind.STEP and checkpointable_name in layout.pytree_names:
+        return os.path.join(path, checkpointable_name)
     raise errors.InvalidLayoutError(
         f"{path}: expected a subdirectory {checkpointable_name!r} holding a pytree, but it "
-        f"{describe(path)}.")
+        f"{layout.describe()}.")
+
+
+def checkpointables_dir(path: str) -> Layout:
+    """The layout `load_checkpointables(path)` reads (a STEP), or a typed error."""
+    layout = classify(path)
+    _fail_unusable(layout)
+    if layout.kind is Kind.STEP:
+        return layout
+    if layout.kind is Kind.DIRECT:
+        raise errors.InvalidLayoutError(
+            f"{path} has no named checkpointables: it holds a pytree directly, so use "
+            "load(path, checkpointable_name=None) instead.")
+    raise errors.InvalidLayoutError(f"{path} has no named checkpointables: it {layout.describe()}.")

@@ -16,6 +16,7 @@ __all__ = [
     "IncompleteCheckpointError",
     "InvalidArgumentError",
     "InvalidLayoutError",
+    "MissingCheckpointablesError",
     "TreeMismatchError",
     "UnsupportedTreeError",
 ]
@@ -70,3 +71,10 @@ class TreeMismatchError(CheckpointError, ValueError):
 
 class InvalidArgumentError(CheckpointError, ValueError, TypeError):
     """An argument other than the pytree is not usable (for example custom_metadata)."""
+
+
+class MissingCheckpointablesError(CheckpointError, KeyError):
+    """`load_checkpointables` asked for names the checkpoint does not hold."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""

@@ -170,8 +170,9 @@ def matching_index(got, candidates):
 def assert_leftovers_never_load(directory, ctx):
     for name in sorted(os.listdir(directory)):
         if TMP_SUFFIX in name:
-            with pytest.raises(errors.IncompleteCheckpointError):
-                orbax_v1.load(os.path.join(directory, name))
+            kind, got = load_outcome(os.path.join(directory, name))
+            assert isinstance(got, errors.IncompleteCheckpointError), (
+                f"{ctx}: leftover {name} must raise IncompleteCheckpointError, got {kind} {got!r}")
             with pytest.raises(errors.IncompleteCheckpointError):
                 orbax_v1.load(os.path.join(directory, name), checkpointable_name=None)
 
@@ -211,7 +212,10 @@ def run_child(script, mode, target_dir, start, count, *, kill_after_s):
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     try:
-        first = lines.get(timeout=CHILD_TIMEOUT_S)
+        try:
+            first = lines.get(timeout=CHILD_TIMEOUT_S)
+        except queue.Empty:
+            first = None
         if first == "ready" and kill_after_s is not None:
             time.sleep(kill_after_s)
             proc.send_signal(signal.SIGKILL)
@@ -222,12 +226,11 @@ def run_child(script, mode, target_dir, start, count, *, kill_after_s):
             proc.wait(timeout=CHILD_TIMEOUT_S)
     reader.join(timeout=CHILD_TIMEOUT_S)
     assert not reader.is_alive(), "child's stdout never closed"
+    proc.stdout.close()
     rest = []
-    while True:
-        line = lines.get_nowait()
-        if line is None:
-            break
-        rest.append(line)
+    if first is not None:  # else the queue holds nothing (or only what came after a timeout)
+        while (line := lines.get_nowait()) is not None:
+            rest.append(line)
     with open(stderr_path) as f:
         err = f.read()
     assert first == "ready", f"child did not start: first line {first!r}\n{err}"

@@ -1,0 +1,129 @@
+"""The handlers every checkpoint can use: pytrees, JSON data and v0 single arrays.
+
+Each records the handler name real Orbax records, so real Orbax loads what we write,
+and accepts the names real Orbax v0 and v1 recorded, so we load what it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any
+
+import jax
+import numpy as np
+
+from orbax_v1 import _files, _layout, _pytree, _pytree_load, _pytree_save, _restore, _types, errors
+from orbax_v1 import handlers
+
+_V1 = "orbax.checkpoint.experimental.v1._src.handlers."
+_ARRAY_LEAVES = (np.ndarray, jax.Array, np.generic, int, float, bool, str)
+
+
+class JsonHandler:
+    """JSON-able data in `data.json` (reads v0's `metadata` and `metrics` files too)."""
+
+    TYPESTR = _V1 + "json_handler.JsonHandler"
+    FILENAMES = ("data.json", "metadata", "metrics")
+
+    def is_handleable(self, checkpointable: Any) -> bool:
+        try:
+            return json.loads(json.dumps(checkpointable)) == checkpointable
+        except (TypeError, ValueError):
+            return False
+
+    def is_abstract_handleable(self, abstract_checkpointable: Any) -> bool | None:
+        return None
+
+    def save(self, directory: pathlib.Path, checkpointable: Any) -> None:
+        _files.write_json(os.path.join(directory, "data.json"), checkpointable)
+
+    def load(self, directory: pathlib.Path, abstract_checkpointable: Any = None) -> Any:
+        for name in self.FILENAMES:
+            path = os.path.join(directory, name)
+            if os.path.isfile(path):
+                return _files.read_json(path, what="JSON checkpointable")
+        raise errors.CorruptCheckpointError(
+            f"JSON checkpointable {directory} holds none of {list(self.FILENAMES)}.")
+
+    def metadata(self, directory: pathlib.Path) -> Any:
+        return self.load(directory)
+
+
+class PyTreeHandler:
+    """A pytree of arrays, scalars and strings (the format real Orbax's PyTreeHandler uses)."""
+
+    TYPESTR = _V1 + "pytree_handler.PyTreeHandler"
+
+    def __init__(self, *, partial_load: bool = False):
+        self.partial_load = partial_load
+        self._plans: dict[int, _pytree_save.Plan] = {}
+
+    def is_handleable(self, checkpointable: Any) -> bool:
+        if _pytree.empty_kind(checkpointable) is not None or isinstance(checkpointable,
+                                                                          _ARRAY_LEAVES):
+            return False
+        return all(isinstance(x, _ARRAY_LEAVES) for x in jax.tree.leaves(checkpointable))
+
+    def is_abstract_handleable(self, abstract_checkpointable: Any) -> bool | None:
+        if isinstance(abstract_checkpointable, _types.CheckpointMetadata):
+            return True
+        return isinstance(abstract_checkpointable, (dict, list, tuple)) or None
+
+    def validate(self, checkpointable: Any) -> None:
+        """Checks the whole tree before anything is written (keeps the plan for save)."""
+        self._plans[id(checkpointable)] = _pytree_save.plan(checkpointable)
+
+    def save(self, directory: pathlib.Path, checkpointable: Any) -> None:
+        plan = self._plans.pop(id(checkpointable), None) or _pytree_save.plan(checkpointable)
+        _pytree_save.write(os.fspath(directory), plan)
+
+    def load(self, directory: pathlib.Path, abstract_checkpointable: Any = None) -> Any:
+        stored = _pytree_load.read_stored_tree(os.fspath(directory))
+        return _restore.restore(stored, abstract_checkpointable, partial_load=self.partial_load)
+
+    def metadata(self, directory: pathlib.Path) -> Any:
+        return _restore.metadata_tree(_pytree_load.read_stored_tree(os.fspath(directory)))
+
+
+class ArrayHandler:
+    """One array or scalar, stored as v0's ArrayCheckpointHandler does: `{'checkpoint': x}`."""
+
+    TYPESTR = "orbax.checkpoint._src.handlers.array_checkpoint_handler.ArrayCheckpointHandler"
+    KEY = "checkpoint"
+
+    def is_handleable(self, checkpointable: Any) -> bool:
+        return isinstance(checkpointable, (np.ndarray, jax.Array, np.generic, int, float, bool))
+
+    def is_abstract_handleable(self, abstract_checkpointable: Any) -> bool | None:
+        return None
+
+    def save(self, directory: pathlib.Path, checkpointable: Any) -> None:
+        _pytree_save.write(os.fspath(directory), _pytree_save.plan({self.KEY: checkpointable}))
+
+    def load(self, directory: pathlib.Path, abstract_checkpointable: Any = None) -> Any:
+        stored = _pytree_load.read_stored_tree(os.fspath(directory))
+        abstract = None if abstract_checkpointable is None else {self.KEY: abstract_checkpointable}
+        return _restore.restore(stored, abstract)[self.KEY]
+
+    def metadata(self, directory: pathlib.Path) -> Any:
+        return PyTreeHandler().metadata(directory)[self.KEY]
+
+
+def detect(directory: str) -> type | None:
+    """The handler for a checkpointable whose handler was not recorded, from its files."""
+    if _layout.is_pytree_dir(directory):
+        return PyTreeHandler
+    if _layout.is_json_dir(directory):
+        return JsonHandler
+    return None
+
+
+# Registration order matters: among capable unnamed handlers the last one wins, so a
+# dict of JSON-able values is saved as a pytree, as real Orbax does.
+handlers.register_handler(JsonHandler, secondary_typestrs=("JsonCheckpointHandler",
+                                                           "MetricsHandler", "JsonHandler"))
+handlers.register_handler(ArrayHandler, secondary_typestrs=("ArrayCheckpointHandler",))
+handlers.register_handler(PyTreeHandler, secondary_typestrs=(
+    "PyTreeHandler", "PyTreeCheckpointHandler", "StandardCheckpointHandler"))

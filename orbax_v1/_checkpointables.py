@@ -1,0 +1,122 @@
+"""Saving and loading named checkpointables: one subdirectory each, one handler each.
+
+`save_checkpointables` checks every checkpointable before anything is written, then
+writes them all into one temporary directory that is committed atomically. The
+loaders resolve the path through the compatibility matrix (`_layout`) and load each
+checkpointable with the handler recorded for it in `_CHECKPOINT_METADATA`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from orbax_v1 import _builtin_handlers, _commit, _files, _layout, errors, handlers
+from orbax_v1._types import CheckpointMetadata
+
+
+def abspath(path: Any) -> str:
+    if path is None or (isinstance(path, str) and not path):
+        raise errors.CheckpointNotFoundError("Path must not be None or empty.")
+    return os.path.abspath(os.fspath(path))
+
+
+def _check_names(names, *, call: str) -> None:
+    for name in names:
+        _layout.check_name(name, call=call)
+        if not isinstance(name, str) or os.sep in name or name in (".", "..") or (
+                _commit.is_temporary(name)):
+            raise errors.InvalidArgumentError(
+                f"{name!r} cannot name a checkpointable in {call}: it must be a directory name.")
+
+
+def save(path: Any, checkpointables: Mapping[str, Any], *, overwrite: bool = False,
+         custom_metadata: Any = None, handler_types: Mapping[str, type] | None = None) -> None:
+    """Writes every checkpointable under `path/<name>/` and commits them together."""
+    path = abspath(path)
+    if not isinstance(checkpointables, Mapping) or not checkpointables:
+        raise errors.InvalidArgumentError(
+            "checkpointables must be a non-empty dict of names to objects to save, got "
+            f"{type(checkpointables).__name__} {checkpointables!r:.80}.")
+    _check_names(checkpointables, call="save_checkpointables")
+    try:
+        json.dumps(custom_metadata)
+    except (TypeError, ValueError) as e:
+        raise errors.InvalidArgumentError(f"custom_metadata must be JSON-serializable: {e}") from e
+    registry = handlers.global_registry()
+    chosen = {}
+    for name, value in checkpointables.items():
+        if value is None:
+            raise errors.InvalidArgumentError(f"Checkpointable {name!r} is None: nothing to save.")
+        handler_type = (handler_types or {}).get(name) or registry.for_save(name, value)
+        handler = handler_type()
+        if hasattr(handler, "validate"):
+            handler.validate(value)
+        chosen[name] = handler
+    start = time.time_ns()
+    with _commit.atomic_directory(path, overwrite=overwrite) as tmp:
+        for name, handler in chosen.items():
+            item = pathlib.Path(tmp, name)
+            item.mkdir()
+            handler.save(item, checkpointables[name])
+        _files.write_bytes(os.path.join(tmp, _files.V1_MARKER), b"")
+        item_handlers = {n: handlers.typestr(type(h)) for n, h in chosen.items()}
+        _files.write_json(os.path.join(tmp, _files.CHECKPOINT_METADATA),
+                          _files.checkpoint_metadata_json(item_handlers, custom_metadata, start))
+
+
+def _handler_for(layout: _layout.Layout, name: str, recorded: Any, abstract: Any):
+    directory = os.path.join(layout.path, name)
+    typestr = recorded.get(name) if isinstance(recorded, dict) else None
+    handler_type = handlers.global_registry().for_load(name, typestr, abstract)
+    if handler_type is None and typestr is None:
+        handler_type = _builtin_handlers.detect(directory)
+    if handler_type is None:
+        raise errors.InvalidLayoutError(
+            f"Checkpointable {name!r} in {layout.path} was saved by handler {typestr!r}, which "
+            "is not registered here; register it with orbax_v1.handlers.register_handler.")
+    return handler_type()
+
+
+def load(path: Any, abstract_checkpointables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every checkpointable (or those named in `abstract_checkpointables`), by name."""
+    path = abspath(path)
+    if isinstance(abstract_checkpointables, CheckpointMetadata):
+        abstract_checkpointables = abstract_checkpointables.metadata
+    if abstract_checkpointables is not None and not isinstance(abstract_checkpointables, Mapping):
+        raise errors.InvalidArgumentError(
+            "abstract_checkpointables must be a dict of names to abstract values (None loads "
+            f"a checkpointable as saved), got {type(abstract_checkpointables).__name__}.")
+    _check_names(abstract_checkpointables or (), call="load_checkpointables")
+    layout = _layout.checkpointables_dir(path)
+    wanted = dict(abstract_checkpointables or dict.fromkeys(layout.names))
+    absent = sorted(set(wanted) - set(layout.names))
+    if absent:
+        raise errors.MissingCheckpointablesError(
+            f"{path} has no checkpointables {absent}; it has {list(layout.names)}.")
+    recorded = _files.read_checkpoint_metadata(path).get("item_handlers")
+    handlers_by_name = {n: _handler_for(layout, n, recorded, a) for n, a in wanted.items()}
+    return {n: h.load(pathlib.Path(path, n), wanted[n]) for n, h in handlers_by_name.items()}
+
+
+def step_metadata(path: str, metadata: Any) -> CheckpointMetadata:
+    step = _files.read_checkpoint_metadata(path)
+    return CheckpointMetadata(
+        path=path, metadata=metadata,
+        init_timestamp_nsecs=step.get("init_timestamp_nsecs"),
+        commit_timestamp_nsecs=step.get("commit_timestamp_nsecs"),
+        custom_metadata=step.get("custom_metadata"))
+
+
+def metadata(path: Any) -> CheckpointMetadata:
+    """The metadata of every checkpointable, by name; reads no array data."""
+    path = abspath(path)
+    layout = _layout.checkpointables_dir(path)
+    recorded = _files.read_checkpoint_metadata(path).get("item_handlers")
+    return step_metadata(path, {
+        n: _handler_for(layout, n, recorded, None).metadata(pathlib.Path(path, n))
+        for n in layout.names})
