@@ -16,19 +16,26 @@ from orbax_v1._types import CheckpointMetadata
 PYTREE_CHECKPOINTABLE = "pytree"
 
 
-def save_pytree(path: Any, pytree: Any, *, overwrite: bool = False,
-                custom_metadata: Any = None) -> None:
-    """Saves `pytree` as the checkpointable `pytree` of a new checkpoint at `path`.
+def save_pytree(path: Any, pytree: Any, *,
+                checkpointable_name: str | None = PYTREE_CHECKPOINTABLE,
+                overwrite: bool = False, custom_metadata: Any = None) -> None:
+    """Saves `pytree` as the checkpointable `checkpointable_name` of a new checkpoint.
 
     The whole tree is checked before anything is written; the checkpoint appears at
     `path` only once complete (written under a temporary name, then renamed).
+    `checkpointable_name=None` writes the pytree directly into `path`, as v0
+    `StandardCheckpointer` does (load it with `checkpointable_name=None`).
     Raises `CheckpointExistsError` (a `FileExistsError`) if `path` exists and
     `overwrite` is False, and `UnsupportedTreeError` for a leaf or key that cannot be
     stored, naming its key path.
     """
-    _checkpointables.save(path, {PYTREE_CHECKPOINTABLE: pytree}, overwrite=overwrite,
+    if checkpointable_name is None:
+        _checkpointables.save_direct(path, pytree, overwrite=overwrite,
+                                     custom_metadata=custom_metadata)
+        return
+    _checkpointables.save(path, {checkpointable_name: pytree}, overwrite=overwrite,
                           custom_metadata=custom_metadata,
-                          handler_types={PYTREE_CHECKPOINTABLE: PyTreeHandler})
+                          handler_types={checkpointable_name: PyTreeHandler})
 
 
 def save_checkpointables(path: Any, checkpointables: Mapping[str, Any], *,

@@ -18,6 +18,9 @@ from typing import Any
 from orbax_v1 import _builtin_handlers, _commit, _files, _layout, errors, handlers
 from orbax_v1._types import CheckpointMetadata
 
+# What real Orbax v0 records for a pytree saved directly into a directory.
+_V0_PYTREE_HANDLER = "orbax.checkpoint._src.handlers.pytree_checkpoint_handler.PyTreeCheckpointHandler"
+
 
 def abspath(path: Any) -> str:
     if path is None or (isinstance(path, str) and not path):
@@ -34,6 +37,13 @@ def _check_names(names, *, call: str) -> None:
                 f"{name!r} cannot name a checkpointable in {call}: it must be a directory name.")
 
 
+def _check_custom_metadata(custom_metadata: Any) -> None:
+    try:
+        json.dumps(custom_metadata)
+    except (TypeError, ValueError) as e:
+        raise errors.InvalidArgumentError(f"custom_metadata must be JSON-serializable: {e}") from e
+
+
 def save(path: Any, checkpointables: Mapping[str, Any], *, overwrite: bool = False,
          custom_metadata: Any = None, handler_types: Mapping[str, type] | None = None) -> None:
     """Writes every checkpointable under `path/<name>/` and commits them together."""
@@ -43,10 +53,7 @@ def save(path: Any, checkpointables: Mapping[str, Any], *, overwrite: bool = Fal
             "checkpointables must be a non-empty dict of names to objects to save, got "
             f"{type(checkpointables).__name__} {checkpointables!r:.80}.")
     _check_names(checkpointables, call="save_checkpointables")
-    try:
-        json.dumps(custom_metadata)
-    except (TypeError, ValueError) as e:
-        raise errors.InvalidArgumentError(f"custom_metadata must be JSON-serializable: {e}") from e
+    _check_custom_metadata(custom_metadata)
     registry = handlers.global_registry()
     chosen = {}
     for name, value in checkpointables.items():
@@ -67,6 +74,21 @@ def save(path: Any, checkpointables: Mapping[str, Any], *, overwrite: bool = Fal
         item_handlers = {n: handlers.typestr(type(h)) for n, h in chosen.items()}
         _files.write_json(os.path.join(tmp, _files.CHECKPOINT_METADATA),
                           _files.checkpoint_metadata_json(item_handlers, custom_metadata, start))
+
+
+def save_direct(path: Any, pytree: Any, *, overwrite: bool = False,
+                custom_metadata: Any = None) -> None:
+    """Writes a pytree directly into `path`: the v0 `StandardCheckpointer` layout."""
+    path = abspath(path)
+    _check_custom_metadata(custom_metadata)
+    handler = _builtin_handlers.PyTreeHandler()
+    handler.validate(pytree)
+    start = time.time_ns()
+    with _commit.atomic_directory(path, overwrite=overwrite) as tmp:
+        handler.save(pathlib.Path(tmp), pytree)
+        _files.write_json(os.path.join(tmp, _files.CHECKPOINT_METADATA),
+                          _files.checkpoint_metadata_json(_V0_PYTREE_HANDLER, custom_metadata,
+                                                          start))
 
 
 def _handler_for(layout: _layout.Layout, name: str, recorded: Any, abstract: Any):

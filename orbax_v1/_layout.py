@@ -41,7 +41,8 @@ class Layout:
         """What the path holds and what to call instead, for error messages."""
         parent = os.path.dirname(self.path)
         if self.kind is Kind.ROOT:
-            return f"is a root directory of steps {list(self.names)}: load one of them"
+            steps = [int(n) if n.isdigit() else n for n in self.names]
+            return f"is a root directory of steps {steps}: load one of them"
         if self.kind is Kind.DIRECT:
             return "holds a pytree directly: use load(path, checkpointable_name=None)"
         if self.kind is Kind.CHILD:
@@ -76,6 +77,17 @@ def _subdirs(path: str) -> list[str]:
                   if e.is_dir() and not _commit.is_temporary(e.name))
 
 
+def _recorded_names(path: str) -> set[str]:
+    """Checkpointable names recorded in `_CHECKPOINT_METADATA` (empty if none or unreadable)."""
+    if not os.path.isfile(os.path.join(path, _files.CHECKPOINT_METADATA)):
+        return set()
+    try:
+        recorded = _files.read_checkpoint_metadata(path).get("item_handlers")
+    except errors.CorruptCheckpointError:
+        return set()
+    return set(recorded) if isinstance(recorded, dict) else set()
+
+
 def classify(path: str) -> Layout:
     """The layout of `path`; looks only at `path`, its parent and its children."""
     if _commit.is_temporary(path):
@@ -91,7 +103,10 @@ def classify(path: str) -> Layout:
     if is_pytree_dir(path):
         return Layout(path, Kind.DIRECT)
     subdirs = _subdirs(path)
-    names = tuple(n for n in subdirs if n not in RESERVED_NAMES)
+    recorded = _recorded_names(path)
+    names = tuple(n for n in subdirs if n not in RESERVED_NAMES and (
+        n in recorded or is_pytree_dir(os.path.join(path, n))
+        or is_json_dir(os.path.join(path, n))))
     pytree_names = tuple(n for n in names if is_pytree_dir(os.path.join(path, n)))
     if _has_step_markers(path):
         return Layout(path, Kind.STEP, names, pytree_names)
@@ -99,7 +114,7 @@ def classify(path: str) -> Layout:
     if steps:
         steps.sort(key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))
         return Layout(path, Kind.ROOT, tuple(steps))
-    if pytree_names or any(is_json_dir(os.path.join(path, n)) for n in names):
+    if names:
         return Layout(path, Kind.STEP, names, pytree_names)  # composite, metadata lost
     return Layout(path, Kind.NOT_A_CHECKPOINT)
 
