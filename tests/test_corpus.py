@@ -63,3 +63,31 @@ def test_corpus_metadata_matches_values(corpus):
     assert meta.metadata["a"].shape == (8,) and meta.metadata["a"].dtype == np.int32
     assert meta.metadata["b"]["c"].shape == (3,)
     assert meta.custom_metadata == {"custom": "meta"}
+
+
+def _composite_cases():
+    return [c for c in _cases() if "composite_checkpoint" in c.parts]
+
+
+@pytest.mark.parametrize("case", _composite_cases(), ids=str)
+def test_corpus_composite_load_checkpointables(corpus, case):
+    path = corpus / case
+    critical = "critical_metadata_alterations" in case.parts and "non_critical" not in str(case)
+    if critical or case.name == "dummy_checkpointable_added":
+        # Damaged data, or a checkpointable whose files are garbage: typed, names the part.
+        with pytest.raises(errors.CorruptCheckpointError, match=r"\('a',\)|\('b', 'c'\)|dummy"):
+            ocp.load_checkpointables(path)
+        if case.name == "dummy_checkpointable_added":  # the intact parts still load
+            out = ocp.load_checkpointables(path, {"state": None, "metadata": None})
+            _assert_expected(out["state"])
+        return
+    out = ocp.load_checkpointables(path)
+    assert out["metadata"] == {"metadata": "json_data"}
+    if case.name == "deleted_checkpointable":
+        assert sorted(out) == ["metadata"]
+        return
+    assert sorted(out) == ["metadata", "state"]
+    _assert_expected(out["state"])
+    meta = ocp.checkpointables_metadata(path)
+    assert sorted(meta.metadata) == ["metadata", "state"]
+    assert meta.metadata["state"]["a"].shape == (8,)
