@@ -2,12 +2,16 @@
 
 The temporary directory is `<parent>/<name>.orbax-checkpoint-tmp`, as real Orbax names
 it, so both libraries recognise (and never load) an unfinished save. A crash at any
-moment leaves either nothing at the final path or the checkpoint that was there before.
+moment leaves at the final path either what was there before (nothing, or the old
+checkpoint) or the complete new checkpoint, never a mix.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import os
 import shutil
 import time
@@ -63,17 +67,57 @@ def atomic_directory(path: str, *, overwrite: bool) -> Iterator[str]:
         raise
 
 
+def _exchange(a: str, b: str) -> bool:
+    """Swaps two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE).
+
+    Returns False where the system cannot (another OS, an old kernel or filesystem).
+    """
+    fn = getattr(_libc(), "renameat2", None)
+    if fn is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+@functools.cache
+def _libc():
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        os.remove(path)
+
+
 def _replace(tmp: str, path: str) -> None:
-    """Renames `tmp` to `path`; an existing `path` is moved aside first, then deleted."""
+    """Makes `tmp` appear at `path`; an existing `path` is swapped out atomically.
+
+    With an existing `path`, both are exchanged in one step, so at every instant
+    `path` holds either the old or the new checkpoint; the old one, now at the
+    temporary name (which never loads), is then deleted. Where the system cannot swap,
+    the old one is moved aside to a temporary name first (a crash between the two
+    renames then leaves the old checkpoint only under that name).
+    """
     parent = os.path.dirname(path)
-    old = None
-    if os.path.lexists(path):
+    if not os.path.lexists(path):
+        os.rename(tmp, path)
+    elif _exchange(tmp, path):
+        _fsync_dir(parent)
+        _remove(tmp)
+    else:
         old = f"{path}{TMP_SUFFIX}-replaced-{time.time_ns()}"
         os.rename(path, old)
-    os.rename(tmp, path)
+        os.rename(tmp, path)
+        _fsync_dir(parent)
+        _remove(old)
     _fsync_dir(parent)
-    if old is not None:
-        if os.path.isdir(old) and not os.path.islink(old):
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.remove(old)

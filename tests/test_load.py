@@ -182,3 +182,23 @@ def test_load_errors_are_typed_and_say_what_to_do(saved, tmp_path):
     tmp.mkdir()
     with pytest.raises(errors.IncompleteCheckpointError):
         ocp.load(tmp)
+
+
+def test_overwrite_swaps_old_and_new_in_one_step(saved, monkeypatch):
+    from orbax_v1 import _commit
+    path, _ = saved
+    probe_a, probe_b = path.parent / "probe_a", path.parent / "probe_b"
+    probe_a.mkdir()
+    probe_b.mkdir()
+    if not _commit._exchange(str(probe_a), str(probe_b)):
+        pytest.skip("this system cannot swap directories atomically")
+    real_rename = os.rename
+
+    def rename(src, dst):  # moving the old checkpoint aside would open a window
+        assert not os.path.exists(dst), f"non-atomic replace of {dst}"
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    ocp.save_pytree(path, {"new": 1}, overwrite=True)
+    assert ocp.load(path) == {"new": 1}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["c", "probe_a", "probe_b"]
