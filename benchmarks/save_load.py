@@ -62,10 +62,10 @@ def nbytes(tree: dict) -> int:
     return total
 
 
-def time_it(fn) -> float:
+def time_it(fn, *args) -> float:
     gc.collect()
     start = time.perf_counter()
-    fn()
+    fn(*args)
     return time.perf_counter() - start
 
 
@@ -81,8 +81,8 @@ def run(name: str, scale: float, repeats: int, root: str) -> list[str]:
     for r in range(repeats):
         for lib, (save, load) in libs.items():  # interleaved
             path = os.path.join(root, f"{name}-{lib.replace(' ', '_')}-{r}")
-            times[lib]["save"].append(time_it(lambda: save(path)))
-            times[lib]["load"].append(time_it(lambda: load(path)))
+            times[lib]["save"].append(time_it(save, path))
+            times[lib]["load"].append(time_it(load, path))
             shutil.rmtree(path)
     rows = []
     for lib in libs:

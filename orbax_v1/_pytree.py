@@ -64,10 +64,8 @@ def _children(node: Any, keys: Keys) -> tuple[dict, list] | None:
                     f"Dict key {k!r} of type {type(k).__name__} at {keypath_str(keys)} cannot be "
                     "saved: only str and int keys are supported.")
             out.append((str(k), DICT_KEY, node[k]))
-        header = {"t": "dict", "k": list(node)}
-        if type(node) is not dict:
-            header["t"] = "odict" if isinstance(node, collections.OrderedDict) else "dict"
-        return header, out
+        kind = "odict" if isinstance(node, collections.OrderedDict) else "dict"
+        return {"t": kind, "k": list(node)}, out
     if isinstance(node, tuple) and hasattr(node, "_fields"):
         cls = type(node)
         header = {"t": "namedtuple", "n": f"{cls.__module__}:{cls.__qualname__}",

@@ -31,7 +31,6 @@ def test_shape_dtype_struct_with_sharding_reshards(saved):
     for shape, spec in [((4, 2), P("x", "y")), ((2, 4), P("y", "x")), ((8, 1), P(None, "x")),
                         ((8, 1), P())]:
         mesh = jax.make_mesh(shape, ("x", "y"))
-        sharding = NamedSharding(mesh, spec)
         abstract = {**jax.tree.map(lambda x: ..., tree),
                     "j": jax.ShapeDtypeStruct((8,), jnp.float32, sharding=NamedSharding(mesh, P("x")
                                               if spec != P() else P())),
