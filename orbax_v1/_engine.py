@@ -69,7 +69,7 @@ class ArrayWriter:
         dtype = np.dtype(dtype)
         chunks = _zarr.chunk_shape(write_shape, dtype.itemsize)
         if write_metadata:
-            self._put(f"{param}/zarr.json", _zarr.zarr3_metadata(shape, dtype, chunks))
+            self._put(_zarr.metadata_key(param), _zarr.zarr3_metadata(shape, dtype, chunks))
         if 0 in shape:
             return chunks
         for origin, block in blocks:

@@ -75,8 +75,8 @@ def plan(tree: Any) -> Plan:
     seen_paths: dict[str, _pytree.Keys] = {}
     seen_names: dict[str, _pytree.Keys] = {}
     for lf in planned:
-        for table, name in ((seen_paths, _pytree.keypath_str(lf.keys)),
-                            (seen_names, _pytree.param_name(lf.keys))):
+        stored_as = _zarr.key_prefix(_pytree.param_name(lf.keys))  # 'a' and 'a/' share keys
+        for table, name in ((seen_paths, _pytree.keypath_str(lf.keys)), (seen_names, stored_as)):
             if name in table:
                 raise errors.UnsupportedTreeError(
                     f"Leaves {_pytree.keypath_str(table[name])} and "

@@ -85,9 +85,21 @@ def zarr3_metadata(shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, .
     return json.dumps(meta).encode()
 
 
+def key_prefix(param: str) -> str:
+    """Where an array's keys start, by the rule TensorStore's zarr drivers apply to a
+    kvstore path: '/' alone means the root; otherwise a '/' is added unless present."""
+    if param == "/":
+        return ""
+    return param if not param or param.endswith("/") else param + "/"
+
+
+def metadata_key(param: str) -> str:
+    return key_prefix(param) + "zarr.json"
+
+
 def chunk_key(param: str, chunk_index: tuple[int, ...]) -> str:
     """Key of a chunk under the zarr3 default key encoding (`c` alone for rank 0)."""
-    return "/".join((param, "c", *map(str, chunk_index)))
+    return key_prefix(param) + "/".join(("c", *map(str, chunk_index)))
 
 
 def encode_chunk(block: np.ndarray) -> bytes:
@@ -102,11 +114,11 @@ def kvstore_spec(directory: str, *, use_ocdbt: bool, path: str | None = None) ->
     base = {"driver": "file", "path": directory.rstrip("/") + "/"}
     if not use_ocdbt:
         if path is not None:
-            base["path"] += path.rstrip("/") + "/"
+            base["path"] += key_prefix(path)
         return base
     spec = {"driver": "ocdbt", "base": base, "cache_pool": "cache_pool#ocdbt"}
     if path is not None:
-        spec["path"] = path.rstrip("/") + "/"
+        spec["path"] = key_prefix(path)
     return spec
 
 

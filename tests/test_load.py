@@ -150,8 +150,10 @@ def test_colliding_names_are_rejected(tmp_path):
     with pytest.raises(errors.UnsupportedTreeError, match=r"\('a\.b',\) and \('a', 'b'\)|"
                                                           r"\('a', 'b'\) and \('a\.b',\)"):
         ocp.save_pytree(tmp_path / "c", {"a.b": 1, "a": {"b": 2}})
-    with pytest.raises(errors.UnsupportedTreeError, match="same name"):
-        ocp.save_pytree(tmp_path / "c", {1: 1, "1": 2})
+    for tree in ({1: 1, "1": 2}, {"a": 1, "a/": 2}, {"": 1, "/": 2}):
+        with pytest.raises(errors.UnsupportedTreeError, match="same name"):
+            ocp.save_pytree(tmp_path / "c", tree)
+    assert not (tmp_path / "c").exists()
 
 
 def test_existing_path_needs_overwrite(saved):

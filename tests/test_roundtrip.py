@@ -91,6 +91,7 @@ def trees():
     ).filter(lambda t: isinstance(t, (dict, list, tuple)) and len(t) > 0)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # jnp.asarray
 @given(tree=trees())
 def test_random_trees_round_trip_exactly(tmp_path_factory, tree):
     path = tmp_path_factory.mktemp("rt") / "ckpt"
