@@ -9,6 +9,12 @@ from orbax_v1 import errors as errors
 from orbax_v1 import handlers as handlers
 from orbax_v1._api import checkpointables_metadata as checkpointables_metadata
 from orbax_v1._api import load as load
+from orbax_v1._api import load_async as load_async
+from orbax_v1._api import load_checkpointables_async as load_checkpointables_async
+from orbax_v1._api import load_pytree_async as load_pytree_async
+from orbax_v1._api import save_checkpointables_async as save_checkpointables_async
+from orbax_v1._api import save_pytree_async as save_pytree_async
+from orbax_v1._background import AsyncResponse as AsyncResponse
 from orbax_v1._api import load_checkpointables as load_checkpointables
 from orbax_v1._api import load_pytree as load_pytree
 from orbax_v1._api import metadata as metadata
@@ -28,6 +34,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PLACEHOLDER",
+    "AsyncResponse",
+    "load_async",
+    "load_checkpointables_async",
+    "load_pytree_async",
+    "save_checkpointables_async",
+    "save_pytree_async",
     "ArrayHandler",
     "JsonHandler",
     "PyTreeHandler",

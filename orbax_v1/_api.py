@@ -9,11 +9,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from orbax_v1 import _checkpointables, _layout
+from orbax_v1 import _background, _checkpointables, _layout
+from orbax_v1._background import AsyncResponse
 from orbax_v1._builtin_handlers import PyTreeHandler
 from orbax_v1._types import CheckpointMetadata
 
 PYTREE_CHECKPOINTABLE = "pytree"
+
+
+def _prepare_pytree_save(path, pytree, checkpointable_name, overwrite, custom_metadata, copy):
+    if checkpointable_name is None:
+        return _checkpointables.prepare_save_direct(
+            path, pytree, overwrite=overwrite, custom_metadata=custom_metadata, copy=copy)
+    return _checkpointables.prepare_save(
+        path, {checkpointable_name: pytree}, overwrite=overwrite,
+        custom_metadata=custom_metadata, handler_types={checkpointable_name: PyTreeHandler},
+        copy=copy)
 
 
 def save_pytree(path: Any, pytree: Any, *,
@@ -29,13 +40,24 @@ def save_pytree(path: Any, pytree: Any, *,
     `overwrite` is False, and `UnsupportedTreeError` for a leaf or key that cannot be
     stored, naming its key path.
     """
-    if checkpointable_name is None:
-        _checkpointables.save_direct(path, pytree, overwrite=overwrite,
-                                     custom_metadata=custom_metadata)
-        return
-    _checkpointables.save(path, {checkpointable_name: pytree}, overwrite=overwrite,
-                          custom_metadata=custom_metadata,
-                          handler_types={checkpointable_name: PyTreeHandler})
+    _prepare_pytree_save(path, pytree, checkpointable_name, overwrite, custom_metadata,
+                         copy=False)()
+
+
+def save_pytree_async(path: Any, pytree: Any, *,
+                      checkpointable_name: str | None = PYTREE_CHECKPOINTABLE,
+                      overwrite: bool = False, custom_metadata: Any = None
+                      ) -> AsyncResponse[None]:
+    """`save_pytree` that returns once the arrays are copied to host memory.
+
+    Everything else (directories, metadata, TensorStore writes, fsync, the commit)
+    happens on the library's background thread. When this returns, the caller may
+    modify, donate or delete the arrays. Errors found before writing (bad leaves, an
+    existing path) raise here; later ones are re-raised by `.result()`.
+    """
+    commit = _prepare_pytree_save(path, pytree, checkpointable_name, overwrite,
+                                  custom_metadata, copy=True)
+    return _background.submit(commit, f"save of {_checkpointables.abspath(path)}")
 
 
 def save_checkpointables(path: Any, checkpointables: Mapping[str, Any], *,
@@ -49,6 +71,15 @@ def save_checkpointables(path: Any, checkpointables: Mapping[str, Any], *,
     """
     _checkpointables.save(path, checkpointables, overwrite=overwrite,
                           custom_metadata=custom_metadata)
+
+
+def save_checkpointables_async(path: Any, checkpointables: Mapping[str, Any], *,
+                               overwrite: bool = False, custom_metadata: Any = None
+                               ) -> AsyncResponse[None]:
+    """`save_checkpointables` that returns once the data is in host memory."""
+    commit = _checkpointables.prepare_save(path, checkpointables, overwrite=overwrite,
+                                           custom_metadata=custom_metadata, copy=True)
+    return _background.submit(commit, f"save of {_checkpointables.abspath(path)}")
 
 
 def load(path: Any, abstract_pytree: Any = None, *,
@@ -99,5 +130,22 @@ def checkpointables_metadata(path: Any) -> CheckpointMetadata:
     return _checkpointables.metadata(path)
 
 
+def load_async(path: Any, abstract_pytree: Any = None, *,
+               checkpointable_name: str | None = PYTREE_CHECKPOINTABLE,
+               partial_load: bool = False) -> AsyncResponse[Any]:
+    """`load` on the background thread; `.result()` returns the tree."""
+    return _background.submit(
+        lambda: load(path, abstract_pytree, checkpointable_name=checkpointable_name,
+                     partial_load=partial_load), f"load of {path}")
+
+
+def load_checkpointables_async(path: Any, abstract_checkpointables: Mapping[str, Any] | None = None
+                               ) -> AsyncResponse[dict[str, Any]]:
+    """`load_checkpointables` on the background thread."""
+    return _background.submit(lambda: load_checkpointables(path, abstract_checkpointables),
+                              f"load of {path}")
+
+
 load_pytree = load
+load_pytree_async = load_async
 pytree_metadata = metadata

@@ -11,6 +11,7 @@ import os
 import pathlib
 from typing import Any
 
+import attrs
 import jax
 import numpy as np
 
@@ -21,11 +22,17 @@ _V1 = "orbax.checkpoint.experimental.v1._src.handlers."
 _ARRAY_LEAVES = (np.ndarray, jax.Array, np.generic, int, float, bool, str)
 
 
+@attrs.frozen
+class _EncodedJson:
+    data: bytes
+
+
 class JsonHandler:
     """JSON-able data in `data.json` (reads v0's `metadata` and `metrics` files too)."""
 
     TYPESTR = _V1 + "json_handler.JsonHandler"
-    FILENAMES = ("data.json", "metadata", "metrics")
+    FILENAME = "data.json"
+    FILENAMES = ("data.json", "metadata", "metrics")  # tried in this order on load
 
     def is_handleable(self, checkpointable: Any) -> bool:
         try:
@@ -36,8 +43,16 @@ class JsonHandler:
     def is_abstract_handleable(self, abstract_checkpointable: Any) -> bool | None:
         return None
 
+    def prepare(self, checkpointable: Any, *, copy: bool) -> _EncodedJson:
+        try:
+            return _EncodedJson(json.dumps(checkpointable).encode())
+        except (TypeError, ValueError) as e:
+            raise errors.UnsupportedTreeError(f"Not JSON-serializable: {e}") from e
+
     def save(self, directory: pathlib.Path, checkpointable: Any) -> None:
-        _files.write_json(os.path.join(directory, "data.json"), checkpointable)
+        if not isinstance(checkpointable, _EncodedJson):  # called without prepare
+            checkpointable = self.prepare(checkpointable, copy=False)
+        _files.write_bytes(os.path.join(directory, self.FILENAME), checkpointable.data)
 
     def load(self, directory: pathlib.Path, abstract_checkpointable: Any = None) -> Any:
         for name in self.FILENAMES:
@@ -51,6 +66,20 @@ class JsonHandler:
         return self.load(directory)
 
 
+class MetricsHandler(JsonHandler):
+    """Training metrics in the file `metrics`, as real Orbax's checkpointers write them.
+
+    Only ever chosen by name (the `training.Checkpointer` uses it for `metrics`).
+    """
+
+    TYPESTR = _V1 + "json_handler.MetricsHandler"
+    FILENAME = "metrics"
+    FILENAMES = ("metrics", "data.json", "metadata")
+
+    def is_handleable(self, checkpointable: Any) -> bool:
+        return False
+
+
 class PyTreeHandler:
     """A pytree of arrays, scalars and strings (the format real Orbax's PyTreeHandler uses)."""
 
@@ -58,7 +87,6 @@ class PyTreeHandler:
 
     def __init__(self, *, partial_load: bool = False):
         self.partial_load = partial_load
-        self._plans: dict[int, _pytree_save.Plan] = {}
 
     def is_handleable(self, checkpointable: Any) -> bool:
         if _pytree.empty_kind(checkpointable) is not None or isinstance(checkpointable,
@@ -71,12 +99,13 @@ class PyTreeHandler:
             return True
         return isinstance(abstract_checkpointable, (dict, list, tuple)) or None
 
-    def validate(self, checkpointable: Any) -> None:
-        """Checks the whole tree before anything is written (keeps the plan for save)."""
-        self._plans[id(checkpointable)] = _pytree_save.plan(checkpointable)
+    def prepare(self, checkpointable: Any, *, copy: bool) -> _pytree_save.Plan:
+        """Checks the whole tree and moves its arrays to host memory (see handlers.py)."""
+        return _pytree_save.snapshot(_pytree_save.plan(checkpointable), copy=copy)
 
     def save(self, directory: pathlib.Path, checkpointable: Any) -> None:
-        plan = self._plans.pop(id(checkpointable), None) or _pytree_save.plan(checkpointable)
+        plan = checkpointable if isinstance(checkpointable, _pytree_save.Plan) else (
+            _pytree_save.plan(checkpointable))
         _pytree_save.write(os.fspath(directory), plan)
 
     def load(self, directory: pathlib.Path, abstract_checkpointable: Any = None) -> Any:
@@ -99,8 +128,13 @@ class ArrayHandler:
     def is_abstract_handleable(self, abstract_checkpointable: Any) -> bool | None:
         return None
 
+    def prepare(self, checkpointable: Any, *, copy: bool) -> _pytree_save.Plan:
+        return PyTreeHandler().prepare({self.KEY: checkpointable}, copy=copy)
+
     def save(self, directory: pathlib.Path, checkpointable: Any) -> None:
-        _pytree_save.write(os.fspath(directory), _pytree_save.plan({self.KEY: checkpointable}))
+        if not isinstance(checkpointable, _pytree_save.Plan):
+            checkpointable = self.prepare(checkpointable, copy=False)
+        _pytree_save.write(os.fspath(directory), checkpointable)
 
     def load(self, directory: pathlib.Path, abstract_checkpointable: Any = None) -> Any:
         stored = _pytree_load.read_stored_tree(os.fspath(directory))
@@ -123,7 +157,8 @@ def detect(directory: str) -> type | None:
 # Registration order matters: among capable unnamed handlers the last one wins, so a
 # dict of JSON-able values is saved as a pytree, as real Orbax does.
 handlers.register_handler(JsonHandler, secondary_typestrs=("JsonCheckpointHandler",
-                                                           "MetricsHandler", "JsonHandler"))
+                                                           "JsonHandler"))
+handlers.register_handler(MetricsHandler, secondary_typestrs=("MetricsHandler",))
 handlers.register_handler(ArrayHandler, secondary_typestrs=("ArrayCheckpointHandler",))
 handlers.register_handler(PyTreeHandler, secondary_typestrs=(
     "PyTreeHandler", "PyTreeCheckpointHandler", "StandardCheckpointHandler"))

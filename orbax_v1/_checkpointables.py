@@ -12,7 +12,7 @@ import json
 import os
 import pathlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from orbax_v1 import _builtin_handlers, _commit, _files, _layout, errors, handlers
@@ -44,51 +44,74 @@ def _check_custom_metadata(custom_metadata: Any) -> None:
         raise errors.InvalidArgumentError(f"custom_metadata must be JSON-serializable: {e}") from e
 
 
-def save(path: Any, checkpointables: Mapping[str, Any], *, overwrite: bool = False,
-         custom_metadata: Any = None, handler_types: Mapping[str, type] | None = None) -> None:
-    """Writes every checkpointable under `path/<name>/` and commits them together."""
+def prepare_save(path: Any, checkpointables: Mapping[str, Any], *, overwrite: bool = False,
+                 custom_metadata: Any = None, handler_types: Mapping[str, type] | None = None,
+                 copy: bool = False, reserved_ok: bool = False) -> Callable[[], None]:
+    """Checks everything and takes each checkpointable's data to host memory.
+
+    Returns the function that writes and commits the checkpoint (the part an async
+    save runs in the background). With `copy=True` that function no longer depends
+    on the caller's objects. Raises, before anything is written, for a bad argument,
+    an unsavable value, or an existing `path` without `overwrite`.
+    """
     path = abspath(path)
     if not isinstance(checkpointables, Mapping) or not checkpointables:
         raise errors.InvalidArgumentError(
             "checkpointables must be a non-empty dict of names to objects to save, got "
             f"{type(checkpointables).__name__} {checkpointables!r:.80}.")
-    _check_names(checkpointables, call="save_checkpointables")
+    _check_names([n for n in checkpointables if not (reserved_ok and n == "metrics")],
+                 call="save_checkpointables")
     _check_custom_metadata(custom_metadata)
+    _commit.check_destination(path, overwrite=overwrite)
     registry = handlers.global_registry()
-    chosen = {}
+    prepared = {}
     for name, value in checkpointables.items():
         if value is None:
             raise errors.InvalidArgumentError(f"Checkpointable {name!r} is None: nothing to save.")
-        handler_type = (handler_types or {}).get(name) or registry.for_save(name, value)
-        handler = handler_type()
-        if hasattr(handler, "validate"):
-            handler.validate(value)
-        chosen[name] = handler
+        handler = ((handler_types or {}).get(name) or registry.for_save(name, value))()
+        if hasattr(handler, "prepare"):
+            value = handler.prepare(value, copy=copy)
+        prepared[name] = (handler, value)
     start = time.time_ns()
-    with _commit.atomic_directory(path, overwrite=overwrite) as tmp:
-        for name, handler in chosen.items():
-            item = pathlib.Path(tmp, name)
-            item.mkdir()
-            handler.save(item, checkpointables[name])
-        _files.write_bytes(os.path.join(tmp, _files.V1_MARKER), b"")
-        item_handlers = {n: handlers.typestr(type(h)) for n, h in chosen.items()}
-        _files.write_json(os.path.join(tmp, _files.CHECKPOINT_METADATA),
-                          _files.checkpoint_metadata_json(item_handlers, custom_metadata, start))
+
+    def commit() -> None:
+        with _commit.atomic_directory(path, overwrite=overwrite) as tmp:
+            for name, (handler, value) in prepared.items():
+                item = pathlib.Path(tmp, name)
+                item.mkdir()
+                handler.save(item, value)
+            _files.write_bytes(os.path.join(tmp, _files.V1_MARKER), b"")
+            item_handlers = {n: handlers.typestr(type(h)) for n, (h, _) in prepared.items()}
+            _files.write_json(os.path.join(tmp, _files.CHECKPOINT_METADATA),
+                              _files.checkpoint_metadata_json(item_handlers, custom_metadata,
+                                                              start))
+
+    return commit
 
 
-def save_direct(path: Any, pytree: Any, *, overwrite: bool = False,
-                custom_metadata: Any = None) -> None:
-    """Writes a pytree directly into `path`: the v0 `StandardCheckpointer` layout."""
+def save(path: Any, checkpointables: Mapping[str, Any], **kwargs) -> None:
+    """Writes every checkpointable under `path/<name>/` and commits them together."""
+    prepare_save(path, checkpointables, **kwargs)()
+
+
+def prepare_save_direct(path: Any, pytree: Any, *, overwrite: bool = False,
+                        custom_metadata: Any = None, copy: bool = False) -> Callable[[], None]:
+    """Like `prepare_save`, for a pytree written directly into `path` (v0 direct layout)."""
     path = abspath(path)
     _check_custom_metadata(custom_metadata)
+    _commit.check_destination(path, overwrite=overwrite)
     handler = _builtin_handlers.PyTreeHandler()
-    handler.validate(pytree)
+    plan = handler.prepare(pytree, copy=copy)
     start = time.time_ns()
-    with _commit.atomic_directory(path, overwrite=overwrite) as tmp:
-        handler.save(pathlib.Path(tmp), pytree)
-        _files.write_json(os.path.join(tmp, _files.CHECKPOINT_METADATA),
-                          _files.checkpoint_metadata_json(_V0_PYTREE_HANDLER, custom_metadata,
-                                                          start))
+
+    def commit() -> None:
+        with _commit.atomic_directory(path, overwrite=overwrite) as tmp:
+            handler.save(pathlib.Path(tmp), plan)
+            _files.write_json(os.path.join(tmp, _files.CHECKPOINT_METADATA),
+                              _files.checkpoint_metadata_json(_V0_PYTREE_HANDLER,
+                                                              custom_metadata, start))
+
+    return commit
 
 
 def _handler_for(layout: _layout.Layout, name: str, recorded: Any, abstract: Any):

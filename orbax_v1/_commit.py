@@ -41,16 +41,20 @@ def _fsync_tree_dirs(root: str) -> None:
         _fsync_dir(dirpath)
 
 
+def check_destination(path: str, *, overwrite: bool) -> None:
+    if os.path.lexists(path) and not overwrite:
+        raise errors.CheckpointExistsError(
+            f"Destination {path} already exists: pass overwrite=True to replace it, or "
+            "save to another path.")
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str, *, overwrite: bool) -> Iterator[str]:
     """Yields a fresh temporary directory; on clean exit it becomes `path`, atomically.
 
     On any exception the temporary directory is removed and `path` is untouched.
     """
-    if os.path.lexists(path) and not overwrite:
-        raise errors.CheckpointExistsError(
-            f"Destination {path} already exists: pass overwrite=True to replace it, or "
-            "save to another path.")
+    check_destination(path, overwrite=overwrite)
     tmp = path + TMP_SUFFIX
     if os.path.lexists(tmp):  # left by a crashed save to the same path
         shutil.rmtree(tmp)

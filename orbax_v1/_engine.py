@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import attrs
 import jax
 import numpy as np
 import tensorstore as ts
@@ -33,23 +34,41 @@ def new_context() -> ts.Context:
     })
 
 
-def host_blocks(value: Any) -> tuple[tuple[int, ...], list[tuple[tuple[int, ...], np.ndarray]]]:
-    """(write shape, [(origin, host block)]) of the data this process must write.
+@attrs.frozen
+class HostArray:
+    """One array's data as this process will write it, already in host memory."""
 
-    For a `jax.Array`, only addressable shards with `replica_id == 0` are written, so
-    every unique shard is written exactly once across all processes.
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    write_shape: tuple[int, ...]
+    blocks: list[tuple[tuple[int, ...], np.ndarray]]  # (origin, block) this process writes
+    sharding: jax.sharding.Sharding | None = None
+
+
+def start_device_to_host(values: Iterable[Any]) -> None:
+    """Starts every device-to-host transfer at once, so that they overlap."""
+    for value in values:
+        if isinstance(value, jax.Array):
+            for shard in value.addressable_shards:
+                if shard.replica_id == 0:
+                    shard.data.copy_to_host_async()
+
+
+def to_host(value: Any, *, copy: bool) -> HostArray:
+    """The blocks of `value` this process must write, in host memory.
+
+    For a `jax.Array`, only addressable shards with `replica_id == 0` are taken, so
+    every unique shard is written exactly once across all processes. `copy=True`
+    makes the blocks independent of `value` (the caller may then modify, donate or
+    delete it); `copy=False` lets numpy arrays and CPU shards be written in place.
     """
     if isinstance(value, jax.Array):
-        write_shape = value.sharding.shard_shape(value.shape)
-        blocks = []
-        for shard in value.addressable_shards:
-            if shard.replica_id != 0:
-                continue
-            origin = tuple(s.start or 0 for s in shard.index)
-            blocks.append((origin, np.asarray(shard.data)))
-        return tuple(write_shape), blocks
-    arr = np.asarray(value)
-    return arr.shape, [((0,) * arr.ndim, arr)]
+        blocks = [(tuple(s.start or 0 for s in shard.index), np.array(shard.data, copy=copy))
+                  for shard in value.addressable_shards if shard.replica_id == 0]
+        return HostArray(tuple(value.shape), np.dtype(value.dtype),
+                         tuple(value.sharding.shard_shape(value.shape)), blocks, value.sharding)
+    arr = np.array(value, copy=copy) if copy else np.asarray(value)
+    return HostArray(arr.shape, arr.dtype, arr.shape, [((0,) * arr.ndim, arr)])
 
 
 class ArrayWriter:

@@ -16,6 +16,7 @@ import numpy as np
 from orbax_v1 import _engine, _files, _pytree, _zarr, errors
 
 SKELETON_KEY = "tree_structure"  # ours; real Orbax ignores unknown `_METADATA` keys
+_ARRAY_VALUE_TYPES = ("jax.Array", "np.ndarray", "scalar")
 
 
 @attrs.frozen
@@ -97,31 +98,45 @@ def _entry(lf: PlannedLeaf, write_shape=None) -> dict:
             "value_metadata": value_metadata}
 
 
+def snapshot(the_plan: Plan, *, copy: bool) -> Plan:
+    """The plan with every array and scalar moved to host memory (`_engine.HostArray`).
+
+    This is the only part of a save that must run before the caller may touch its
+    arrays again; with `copy=True` the caller may modify, donate or delete them.
+    """
+    _engine.start_device_to_host(lf.value for lf in the_plan.leaves)
+    leaves = []
+    for lf in the_plan.leaves:
+        if lf.value_type in _ARRAY_VALUE_TYPES and not isinstance(lf.value, _engine.HostArray):
+            value = lf.value if isinstance(lf.value, (jax.Array, np.ndarray, np.generic)) else (
+                np.asarray(lf.value))
+            lf = attrs.evolve(lf, value=_engine.to_host(value, copy=copy))
+        leaves.append(lf)
+    return Plan(leaves, the_plan.skeleton)
+
+
 def write(directory: str, the_plan: Plan, *, process_index: int = 0,
           primary: bool = True) -> None:
     """Writes the planned tree into the (existing, empty) `directory`."""
+    the_plan = snapshot(the_plan, copy=False)
     context = _engine.new_context()
     writer = _engine.ArrayWriter(directory, process_index, context)
     tree_metadata, shardings, array_metadatas, strings = {}, {}, [], {}
     for lf in the_plan.leaves:
         name = _pytree.param_name(lf.keys)
         write_shape = None
-        if lf.value_type in ("jax.Array", "np.ndarray", "scalar"):
-            value = lf.value
-            if lf.value_type == "scalar" and not isinstance(value, np.generic):
-                value = np.asarray(value)
-            write_shape, blocks = _engine.host_blocks(value)
-            chunks = writer.write(name, tuple(np.shape(value)), np.dtype(value.dtype),
-                                  write_shape, blocks, write_metadata=primary)
+        if lf.value_type in _ARRAY_VALUE_TYPES:
+            host = lf.value
+            chunks = writer.write(name, host.shape, host.dtype, host.write_shape, host.blocks,
+                                  write_metadata=primary)
             if lf.value_type == "jax.Array":
-                sharding = _files.sharding_json(value.sharding)
+                write_shape = host.write_shape
+                sharding = _files.sharding_json(host.sharding)
                 if sharding is not None:
                     shardings[_files.sharding_key(name)] = sharding
                 array_metadatas.append({"array_metadata": {
                     "param_name": name, "write_shape": list(write_shape),
                     "chunk_shape": list(chunks), "ext_metadata": None}})
-            else:
-                write_shape = None
         elif lf.value_type == "string":
             strings[name] = lf.value
         tree_metadata[_pytree.keypath_str(lf.keys)] = _entry(lf, write_shape)
