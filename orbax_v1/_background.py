@@ -49,6 +49,11 @@ class AsyncResponse(Generic[T]):
     def done(self) -> bool:
         return self._future.done()
 
+    @property
+    def seen(self) -> bool:
+        """Whether `.result()` or `.exception()` already reported the outcome."""
+        return self._seen
+
     def exception(self) -> BaseException | None:
         """The error it failed with, once done (None on success); marks it as seen."""
         if not self._future.done():

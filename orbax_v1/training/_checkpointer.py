@@ -81,6 +81,7 @@ class Checkpointer:
         self._read_only = read_only
         self._lock = threading.Lock()
         self._pending: _background.AsyncResponse | None = None
+        self._in_flight: sdp.PolicyCheckpointInfo | None = None
         self._closed = False
         if not read_only:
             os.makedirs(self._root, exist_ok=True)
@@ -122,6 +123,9 @@ class Checkpointer:
         """Whether `save_*(step, ...)` would save (without `force`)."""
         with self._lock:
             infos = list(self._infos)
+        in_flight = self._in_flight  # a save in progress counts as a previous step
+        if in_flight is not None:
+            infos.append(in_flight)
         if self._read_only or (infos and step <= infos[-1].step):
             return False
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -146,15 +150,15 @@ class Checkpointer:
         self._check_open()
         if self._read_only:
             raise errors.ReadOnlyError(f"Checkpointer at {self._root} is read-only.")
+        path = self._step_dir(step)
+        if not force and (os.path.lexists(path) or step == self._in_flight_step):
+            raise errors.StepAlreadyExistsError(
+                f"Step {step} already exists at {path}: pass force=True to replace it.")
         if not force and not self.should_save(step):
             self._raise_background_error()
             return _background.completed(False, f"skipped save of step {step}")
         self.wait()  # one save at a time; surfaces the previous save's error
-        path = self._step_dir(step)
         exists = os.path.lexists(path)
-        if exists and not force:
-            raise errors.StepAlreadyExistsError(
-                f"Step {step} already exists at {path}: pass force=True to replace it.")
         items = dict(checkpointables)
         handler_types = dict(_handler_types or {})
         if metrics is not None:
@@ -165,12 +169,22 @@ class Checkpointer:
             handler_types=handler_types, copy=True, reserved_ok=True)
 
         def finish() -> bool:
-            commit()
-            self._committed(step)
+            try:
+                commit()
+                self._committed(step)
+            finally:
+                self._in_flight = None
             return True
 
+        self._in_flight = sdp.PolicyCheckpointInfo(
+            step, datetime.datetime.now(datetime.timezone.utc), None)
         self._pending = _background.submit(finish, f"save of step {step} to {path}")
         return self._pending
+
+    @property
+    def _in_flight_step(self) -> int | None:
+        in_flight = self._in_flight
+        return None if in_flight is None else in_flight.step
 
     def save_pytree_async(self, step: int, pytree: Any, *, checkpointable_name: str = PYTREE,
                           **kwargs) -> _background.AsyncResponse[bool]:
@@ -222,9 +236,13 @@ class Checkpointer:
         return self._pending is not None and not self._pending.done()
 
     def wait(self) -> None:
-        """Waits for the save in flight; re-raises its error if it failed."""
+        """Waits for the save in flight; re-raises its error if it failed.
+
+        An error already raised to the caller by that save's `.result()` is not raised
+        a second time.
+        """
         pending, self._pending = self._pending, None
-        if pending is not None:
+        if pending is not None and not pending.seen:
             pending.result()
 
     def _raise_background_error(self) -> None:
