@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from orbax_v1 import _api, _background, _checkpointables
+from orbax_v1 import _api, _background, _checkpointables, _layout
 from orbax_v1._builtin_handlers import MetricsHandler, PyTreeHandler
 from orbax_v1._types import CheckpointMetadata as _FreeCheckpointMetadata
 from orbax_v1.training import _steps, errors
@@ -283,9 +283,19 @@ class Checkpointer:
 
     def load_pytree(self, step: Any = None, abstract_pytree: Any = None, *,
                     checkpointable_name: str | None = PYTREE, partial_load: bool = False) -> Any:
-        """Loads a step's pytree (`step=None`: the latest)."""
-        return _api.load(self._step_dir(self._resolve(step)), abstract_pytree,
-                         checkpointable_name=checkpointable_name, partial_load=partial_load)
+        """Loads one checkpointable of a step (`step=None`: the latest).
+
+        A pytree loads as `orbax_v1.load` does; any other checkpointable (JSON data, a
+        custom handler's object) as `load_checkpointables(step, {name: abstract})[name]`.
+        """
+        step_dir = self._step_dir(self._resolve(step))
+        if checkpointable_name is not None and not _layout.is_pytree_dir(
+                os.path.join(step_dir, checkpointable_name)) and os.path.isdir(
+                os.path.join(step_dir, checkpointable_name)):
+            return _api.load_checkpointables(
+                step_dir, {checkpointable_name: abstract_pytree})[checkpointable_name]
+        return _api.load(step_dir, abstract_pytree, checkpointable_name=checkpointable_name,
+                         partial_load=partial_load)
 
     load = load_pytree
 
