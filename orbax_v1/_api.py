@@ -61,24 +61,27 @@ def save_pytree_async(path: Any, pytree: Any, *,
 
 
 def save_checkpointables(path: Any, checkpointables: Mapping[str, Any], *,
-                         overwrite: bool = False, custom_metadata: Any = None) -> None:
+                         overwrite: bool = False, custom_metadata: Any = None,
+                         handlers: Mapping[str, type] | None = None) -> None:
     """Saves each named checkpointable in its own subdirectory, committed together.
 
-    Each value goes to the handler registered under its name, else to the last
-    registered handler that can save it: pytrees to the pytree handler, JSON-only
-    values that are not pytrees (a str, say) to the JSON handler, single arrays to
-    the array handler. See `orbax_v1.handlers`.
+    Each value goes to `handlers[name]` if given, else to the handler registered under
+    its name, else to the last registered handler that can save it: pytrees to the
+    pytree handler, JSON-only values that are not pytrees (a str, say) to the JSON
+    handler, single arrays to the array handler. See `orbax_v1.handlers`.
     """
     _checkpointables.save(path, checkpointables, overwrite=overwrite,
-                          custom_metadata=custom_metadata)
+                          custom_metadata=custom_metadata, handler_types=handlers)
 
 
 def save_checkpointables_async(path: Any, checkpointables: Mapping[str, Any], *,
-                               overwrite: bool = False, custom_metadata: Any = None
+                               overwrite: bool = False, custom_metadata: Any = None,
+                               handlers: Mapping[str, type] | None = None
                                ) -> AsyncResponse[None]:
     """`save_checkpointables` that returns once the data is in host memory."""
     commit = _checkpointables.prepare_save(path, checkpointables, overwrite=overwrite,
-                                           custom_metadata=custom_metadata, copy=True)
+                                           custom_metadata=custom_metadata,
+                                           handler_types=handlers, copy=True)
     return _background.submit(commit, f"save of {_checkpointables.abspath(path)}")
 
 

@@ -138,12 +138,13 @@ class Checkpointer:
     def save_checkpointables_async(self, step: int, checkpointables: Mapping[str, Any], *,
                                    metrics: Mapping[str, Any] | None = None,
                                    force: bool = False, custom_metadata: Any = None,
-                                   _handler_types: Mapping[str, type] | None = None
+                                   handlers: Mapping[str, type] | None = None
                                    ) -> _background.AsyncResponse[bool]:
         """Saves `step` in the background once its data is in host memory.
 
         `.result()` is True once committed; the response is already done with False
-        when the save decision policy skips the step. Raises at once (before writing)
+        when the save decision policy skips the step. `handlers` maps names to handler
+        classes that override the registry for this save. Raises at once (before writing)
         `StepAlreadyExistsError` for an existing step unless `force=True`, which also
         bypasses the save decision policy and replaces the step.
         """
@@ -160,7 +161,7 @@ class Checkpointer:
         self.wait()  # one save at a time; surfaces the previous save's error
         exists = os.path.lexists(path)
         items = dict(checkpointables)
-        handler_types = dict(_handler_types or {})
+        handler_types = dict(handlers or {})
         if metrics is not None:
             items["metrics"] = dict(metrics)
             handler_types["metrics"] = MetricsHandler
@@ -189,8 +190,8 @@ class Checkpointer:
     def save_pytree_async(self, step: int, pytree: Any, *, checkpointable_name: str = PYTREE,
                           **kwargs) -> _background.AsyncResponse[bool]:
         return self.save_checkpointables_async(
-            step, {checkpointable_name: pytree}, _handler_types={checkpointable_name:
-                                                                 PyTreeHandler}, **kwargs)
+            step, {checkpointable_name: pytree}, handlers={checkpointable_name: PyTreeHandler},
+            **kwargs)
 
     def save_checkpointables(self, step: int, checkpointables: Mapping[str, Any],
                              **kwargs) -> bool:
