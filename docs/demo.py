@@ -40,13 +40,13 @@ def make_state(seed: int = 0) -> dict:
             "run_name": "demo-transformer"}
 
 
-def trees_equal(a, b) -> bool:
-    la, ta = jax.tree.flatten(a)
-    lb, tb = jax.tree.flatten(b)
+def trees_equal(saved, loaded) -> bool:
+    """Same structure, dtypes and values; saved jax.Arrays load as host numpy arrays."""
+    la, ta = jax.tree.flatten(saved)
+    lb, tb = jax.tree.flatten(loaded)
     return ta == tb and all(
-        type(x) is type(y) and np.array_equal(np.asarray(x), np.asarray(y))
-        if not isinstance(x, jax.Array) else
-        isinstance(y, jax.Array) and x.dtype == y.dtype and np.array_equal(x, y)
+        (type(y) is np.ndarray if isinstance(x, jax.Array) else type(x) is type(y))
+        and np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(x, y)
         for x, y in zip(la, lb))
 
 

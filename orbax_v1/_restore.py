@@ -28,14 +28,12 @@ class Target:
     type: Any = None
 
 
-def _as_saved(lf: StoredLeaf, shardings: dict) -> Target:
+def _as_saved(lf: StoredLeaf) -> Target:
     if lf.value_type == "string":
         return Target("string")
     if lf.value_type == "scalar":
         return Target("npscalar") if lf.numpy_scalar else Target("python")
-    if lf.value_type == "jax.Array":
-        return Target("jax", sharding=shardings.get(lf.name))
-    return Target("numpy")
+    return Target("numpy")  # no target: host memory, whatever the saving topology was
 
 
 def _from_abstract(leaf: Any, keys: _pytree.Keys) -> Target:
@@ -148,10 +146,9 @@ def restore(stored: StoredTree, abstract: Any = None, *, partial_load: bool = Fa
     if isinstance(abstract, _types.CheckpointMetadata):
         abstract = abstract.metadata
     if abstract is None:
-        shardings = saved_shardings(stored)
         data = [lf for lf in stored.leaves.values() if lf.value_type in DATA_TYPES]
         values = dict(zip([lf.keys for lf in data],
-                          _read_all(stored, [(lf, _as_saved(lf, shardings)) for lf in data])))
+                          _read_all(stored, [(lf, _as_saved(lf)) for lf in data])))
         return _build(stored, values)
     flat, treedef = _pytree.abstract_leaves(abstract)
     data_keys = {k for k, lf in stored.leaves.items() if lf.value_type in DATA_TYPES}

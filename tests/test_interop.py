@@ -112,6 +112,11 @@ def assert_tree_equal(got, want, where="<root>"):
         assert_leaf_equal(got, want, where)
 
 
+def host_view(tree):
+    """What orbax_v1.load gives with no abstract tree: every array in host memory."""
+    return jax.tree.map(lambda x: np.asarray(x) if isinstance(x, jax.Array) else x, tree)
+
+
 def orbax_view(tree):
     """What real Orbax gives back for `tree` (it records no container types).
 
@@ -211,9 +216,9 @@ def test_real_v1_save_checkpointables_we_load(tmp_path):
     assert (p / "orbax.checkpoint").exists() and (p / "pytree" / "_METADATA").exists()
 
     want = orbax_view(tree)
-    assert_tree_equal(orbax_v1.load(p), want)
-    assert_tree_equal(orbax_v1.load(p, checkpointable_name="pytree"), want)
-    assert_tree_equal(orbax_v1.load_pytree(p), want)
+    assert_tree_equal(orbax_v1.load(p), host_view(want))
+    assert_tree_equal(orbax_v1.load(p, checkpointable_name="pytree"), host_view(want))
+    assert_tree_equal(orbax_v1.load_pytree(p), host_view(want))
 
     # Metadata: shapes/dtypes of every array, custom metadata and timestamps.
     meta = orbax_v1.metadata(p)
@@ -237,16 +242,15 @@ def test_real_v1_save_named_checkpointables_we_load(tmp_path):
             "b": jnp.arange(5, dtype=jnp.bfloat16), "step": 7}
     # v1 `save` with an explicit name gives the same layout as save_checkpointables.
     ocp1.save(tmp_path / "a", tree, checkpointable_name="pytree")
-    assert_tree_equal(orbax_v1.load(tmp_path / "a"), tree)
+    assert_tree_equal(orbax_v1.load(tmp_path / "a"), host_view(tree))
     # The 0.12 default name is 'state'.
     ocp1.save(tmp_path / "b", tree)
     assert (tmp_path / "b" / "state").is_dir()
-    assert_tree_equal(orbax_v1.load(tmp_path / "b", checkpointable_name="state"), tree)
+    assert_tree_equal(orbax_v1.load(tmp_path / "b", checkpointable_name="state"), host_view(tree))
     # Several checkpointables: each loads by its name.
     ocp1.save_checkpointables(tmp_path / "c", {"params": tree, "opt": {"m": np.zeros(3)}})
-    assert_tree_equal(orbax_v1.load(tmp_path / "c", checkpointable_name="params"), tree)
-    assert_tree_equal(orbax_v1.load(tmp_path / "c", checkpointable_name="opt"),
-                      {"m": np.zeros(3)})
+    assert_tree_equal(orbax_v1.load(tmp_path / "c", checkpointable_name="params"), host_view(tree))
+    assert_tree_equal(orbax_v1.load(tmp_path / "c", checkpointable_name="opt"), host_view({"m": np.zeros(3)}))
 
 
 def test_real_v1_we_load_with_abstract_tree(tmp_path):
@@ -287,7 +291,7 @@ def test_real_v1_dtype_matrix_we_load(tmp_path, dtype):
     tree = _dtype_tree(rng, dtype)
     p = tmp_path / "ckpt"
     ocp1.save_checkpointables(p, {"pytree": tree})
-    assert_tree_equal(orbax_v1.load(p), tree)
+    assert_tree_equal(orbax_v1.load(p), host_view(tree))
 
 
 def test_real_v0_standard_checkpointer_we_load(tmp_path):
@@ -305,7 +309,7 @@ def test_real_v0_standard_checkpointer_we_load(tmp_path):
     assert isinstance(step["item_handlers"], str)  # a direct (flat) v0 checkpoint
 
     want = orbax_view(tree)
-    assert_tree_equal(orbax_v1.load(p, checkpointable_name=None), want)
+    assert_tree_equal(orbax_v1.load(p, checkpointable_name=None), host_view(want))
     meta = orbax_v1.metadata(p, checkpointable_name=None)
     assert meta.custom_metadata == {"who": "v0"}
     assert tuple(meta.metadata["big"].shape) == (64, 48)
@@ -335,7 +339,7 @@ def test_real_v0_pytree_checkpointer_we_load(tmp_path, kwargs):
     if not kwargs.get("use_ocdbt", True):
         assert (p / "big").is_dir()  # really one directory per array
     want = orbax_view(tree)
-    assert_tree_equal(orbax_v1.load(p, checkpointable_name=None), want)
+    assert_tree_equal(orbax_v1.load(p, checkpointable_name=None), host_view(want))
     assert_tree_equal(orbax_v1.load(p, orbax_v1.metadata(p, checkpointable_name=None),
                                     checkpointable_name=None), want)
 
@@ -355,7 +359,7 @@ def test_real_v1_context_array_options_we_load(tmp_path, use_zarr3, use_ocdbt,
         ocp1.save_checkpointables(p, {"pytree": tree})
     meta = json.loads((p / "pytree" / "_METADATA").read_text())
     assert (meta["use_zarr3"], meta["use_ocdbt"]) == (use_zarr3, use_ocdbt)
-    assert_tree_equal(orbax_v1.load(p), orbax_view(tree))
+    assert_tree_equal(orbax_v1.load(p), host_view(orbax_view(tree)))
 
 
 def test_real_v1_small_chunks_and_storage_dtype_we_load(tmp_path):
@@ -371,14 +375,14 @@ def test_real_v1_small_chunks_and_storage_dtype_we_load(tmp_path):
         ocp1.save_checkpointables(p, {"pytree": tree})
     md = ocp1.metadata(p, checkpointable_name="pytree").metadata
     assert md["j"].storage_metadata.chunk_shape != (8, 6)  # really chunked
-    assert_tree_equal(orbax_v1.load(p), tree)
+    assert_tree_equal(orbax_v1.load(p), host_view(tree))
 
     p = tmp_path / "cast"
     ctx = ocp1.Context()
     ctx.array.saving.storage_options.dtype = jnp.bfloat16
     with ctx:
         ocp1.save_checkpointables(p, {"pytree": {"j": jnp.arange(8, dtype=jnp.float32)}})
-    assert_tree_equal(orbax_v1.load(p), {"j": jnp.arange(8, dtype=jnp.bfloat16)})
+    assert_tree_equal(orbax_v1.load(p), host_view({"j": jnp.arange(8, dtype=jnp.bfloat16)}))
 
 
 @needs_8_devices
@@ -403,8 +407,10 @@ def test_real_v1_sharded_we_load(tmp_path):
     p = tmp_path / "sharded"
     ocp1.save_checkpointables(p, {"pytree": tree})
 
-    # As saved: values and the saved sharding (same mesh shape, axis names, device ids, spec).
-    out = orbax_v1.load(p)
+    # No target: host arrays, whatever the saving topology.
+    assert_tree_equal(orbax_v1.load(p), host_view(tree))
+    # The metadata tree as target: the saved sharding (mesh shape, axis names, device ids).
+    out = orbax_v1.load(p, orbax_v1.metadata(p))
     assert_tree_equal(out, tree)
     for k in tree:
         assert out[k].sharding == tree[k].sharding, k
@@ -449,7 +455,7 @@ def test_real_v1_storage_layout_variants_we_load(tmp_path):
     rng = np.random.default_rng(9)
     many = {f"k{i}": np.full((3,), i, np.int32) for i in range(300)}
     ocp1.save_checkpointables(tmp_path / "many", {"pytree": many})
-    assert_tree_equal(orbax_v1.load(tmp_path / "many"), many)
+    assert_tree_equal(orbax_v1.load(tmp_path / "many"), host_view(many))
 
     tree = {f"a{i}": rng.standard_normal((32, 32)) for i in range(6)}
     tree.update({"a/b": np.array([1, 2], np.int32), "k.dot": np.array([3], np.uint64),
@@ -460,7 +466,7 @@ def test_real_v1_storage_layout_variants_we_load(tmp_path):
         ocp1.save_checkpointables(tmp_path / "small_files", {"pytree": tree})
     assert len(list((tmp_path / "small_files" / "pytree" / "ocdbt.process_0" / "d")
                     .iterdir())) > 6
-    assert_tree_equal(orbax_v1.load(tmp_path / "small_files"), tree)
+    assert_tree_equal(orbax_v1.load(tmp_path / "small_files"), host_view(tree))
 
 
 @needs_8_devices
@@ -477,7 +483,10 @@ def test_real_sharded_other_writers_we_load(tmp_path):
     ckptr.save(tmp_path / "v0", tree)
     ckptr.wait_until_finished()
     ckptr.close()
-    out = orbax_v1.load(tmp_path / "v0", checkpointable_name=None)
+    assert_tree_equal(orbax_v1.load(tmp_path / "v0", checkpointable_name=None), host_view(tree))
+    out = orbax_v1.load(tmp_path / "v0", orbax_v1.metadata(tmp_path / "v0",
+                                                           checkpointable_name=None),
+                        checkpointable_name=None)
     assert_tree_equal(out, tree)
     assert out["a"].sharding == a.sharding and out["b"].sharding == b.sharding
 
@@ -488,7 +497,8 @@ def test_real_sharded_other_writers_we_load(tmp_path):
         ocp1.save_checkpointables(tmp_path / "v1", {"pytree": tree})
     zarr_json = json.loads((tmp_path / "v1" / "pytree" / "a" / "zarr.json").read_text())
     assert zarr_json["codecs"][0]["configuration"]["chunk_shape"] == [2, 2]
-    out = orbax_v1.load(tmp_path / "v1")
+    assert_tree_equal(orbax_v1.load(tmp_path / "v1"), host_view(tree))
+    out = orbax_v1.load(tmp_path / "v1", orbax_v1.metadata(tmp_path / "v1"))
     assert_tree_equal(out, tree)
     assert out["a"].sharding == a.sharding
     s = NamedSharding(mesh, P("y", "x"))
@@ -506,14 +516,12 @@ def test_real_training_checkpointer_and_v0_manager_we_load(tmp_path):
             "step": 3}
     with ocp1.training.Checkpointer(tmp_path / "train") as ck:
         ck.save_pytree(3, tree, metrics={"loss": 1.0})
-    assert_tree_equal(orbax_v1.load(tmp_path / "train" / "3", checkpointable_name="state"),
-                      tree)
+    assert_tree_equal(orbax_v1.load(tmp_path / "train" / "3", checkpointable_name="state"), host_view(tree))
 
     with ocp0.CheckpointManager(tmp_path / "mgr") as mgr:
         mgr.save(5, args=ocp0.args.StandardSave(tree))
         mgr.wait_until_finished()
-    assert_tree_equal(orbax_v1.load(tmp_path / "mgr" / "5", checkpointable_name="default"),
-                      tree)
+    assert_tree_equal(orbax_v1.load(tmp_path / "mgr" / "5", checkpointable_name="default"), host_view(tree))
 
 
 @pytest.mark.parametrize("option", [
@@ -541,7 +549,8 @@ def test_real_v1_write_options_we_load(tmp_path, option):
     p = tmp_path / option
     with ctx:
         ocp1.save_checkpointables(p, {"pytree": tree})
-    out = orbax_v1.load(p)
+    assert_tree_equal(orbax_v1.load(p), host_view(tree))  # no target: host arrays
+    out = orbax_v1.load(p, orbax_v1.metadata(p))  # the metadata tree: as saved
     if option == "no_sharding_file":
         # No saved sharding: jax.Array leaves come back on the default device.
         assert_tree_equal(out, {"rep": jnp.asarray(np.asarray(tree["rep"])),
@@ -566,11 +575,16 @@ a_np = np.arange(64, dtype=np.float32).reshape(8, 8) - 20.5
 b_np = np.arange(32).reshape(8, 4).astype(jnp.bfloat16)
 dev0 = jax.sharding.SingleDeviceSharding(jax.devices()[0])
 for p in (real_written, ours_written):
-    # orbax_v1, no abstract tree: the saved 8-device mesh does not exist -> device 0.
+    # orbax_v1, no abstract tree: host arrays (the saving topology is not needed).
     out = orbax_v1.load(p)
     for k, want in (("a", a_np), ("b", b_np)):
-        assert isinstance(out[k], jax.Array) and out[k].sharding == dev0, (p, k)
+        assert type(out[k]) is np.ndarray, (p, k)
         assert out[k].dtype == want.dtype, (p, k)
+        assert out[k].tobytes() == want.tobytes(), (p, k)
+    # The metadata tree as target: the saved 8-device mesh does not exist -> device 0.
+    out = orbax_v1.load(p, orbax_v1.metadata(p))
+    for k, want in (("a", a_np), ("b", b_np)):
+        assert isinstance(out[k], jax.Array) and out[k].sharding == dev0, (p, k)
         assert np.asarray(out[k]).tobytes() == want.tobytes(), (p, k)
     # Both libraries, with an abstract tree for this topology.
     abstract = {"a": jax.ShapeDtypeStruct((8, 8), jnp.float32, sharding=dev0),
@@ -618,7 +632,7 @@ def test_real_v1_awkward_keys_we_load(tmp_path, key):
             "x/c": np.zeros(2, np.int8),       # inside x's chunk key space
             "nested": {key: 2.5}}
     ocp1.save_checkpointables(tmp_path / "ckpt", {"pytree": tree})
-    assert_tree_equal(orbax_v1.load(tmp_path / "ckpt"), tree)
+    assert_tree_equal(orbax_v1.load(tmp_path / "ckpt"), host_view(tree))
 
 
 # ----------------------------------------------------------------------------------
@@ -830,5 +844,5 @@ def test_we_save_awkward_keys_real_v1_loads(tmp_path, key):
             "x/c": np.zeros(2, np.int8), "nested": {key: 2.5}}
     orbax_v1.save_pytree(tmp_path / "ckpt", tree)
     # Ours first: a failing real-Orbax load leaves background asyncio tasks behind.
-    assert_tree_equal(orbax_v1.load(tmp_path / "ckpt"), tree)
+    assert_tree_equal(orbax_v1.load(tmp_path / "ckpt"), host_view(tree))
     assert_tree_equal(ocp1.load(tmp_path / "ckpt", checkpointable_name="pytree"), tree)
