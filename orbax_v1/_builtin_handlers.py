@@ -15,7 +15,8 @@ import attrs
 import jax
 import numpy as np
 
-from orbax_v1 import _files, _layout, _pytree, _pytree_load, _pytree_save, _restore, _types, errors
+from orbax_v1 import (_files, _layout, _multihost, _pytree, _pytree_load, _pytree_save, _restore,
+                      _types, errors)
 from orbax_v1 import handlers
 
 _V1 = "orbax.checkpoint.experimental.v1._src.handlers."
@@ -50,6 +51,8 @@ class JsonHandler:
             raise errors.UnsupportedTreeError(f"Not JSON-serializable: {e}") from e
 
     def save(self, directory: pathlib.Path, checkpointable: Any) -> None:
+        if not _multihost.is_primary():
+            return  # the same on every process: the primary writes it
         if not isinstance(checkpointable, _EncodedJson):  # called without prepare
             checkpointable = self.prepare(checkpointable, copy=False)
         _files.write_bytes(os.path.join(directory, self.FILENAME), checkpointable.data)
@@ -104,9 +107,14 @@ class PyTreeHandler:
         return _pytree_save.snapshot(_pytree_save.plan(checkpointable), copy=copy)
 
     def save(self, directory: pathlib.Path, checkpointable: Any) -> None:
-        plan = checkpointable if isinstance(checkpointable, _pytree_save.Plan) else (
-            _pytree_save.plan(checkpointable))
-        _pytree_save.write(os.fspath(directory), plan)
+        """This process's part of the tree (every process calls it)."""
+        _pytree_save.write_local(os.fspath(directory), _as_plan(checkpointable),
+                                 process_index=_multihost.process_index(),
+                                 primary=_multihost.is_primary())
+
+    def finalize(self, directory: pathlib.Path, checkpointable: Any) -> None:
+        """What is shared (the primary calls it once every process has saved)."""
+        _pytree_save.write_global(os.fspath(directory), _as_plan(checkpointable))
 
     def load(self, directory: pathlib.Path, abstract_checkpointable: Any = None) -> Any:
         stored = _pytree_load.read_stored_tree(os.fspath(directory))
@@ -132,9 +140,15 @@ class ArrayHandler:
         return PyTreeHandler().prepare({self.KEY: checkpointable}, copy=copy)
 
     def save(self, directory: pathlib.Path, checkpointable: Any) -> None:
-        if not isinstance(checkpointable, _pytree_save.Plan):
-            checkpointable = self.prepare(checkpointable, copy=False)
-        _pytree_save.write(os.fspath(directory), checkpointable)
+        PyTreeHandler().save(directory, self._plan(checkpointable))
+
+    def finalize(self, directory: pathlib.Path, checkpointable: Any) -> None:
+        PyTreeHandler().finalize(directory, self._plan(checkpointable))
+
+    def _plan(self, checkpointable: Any) -> _pytree_save.Plan:
+        if isinstance(checkpointable, _pytree_save.Plan):
+            return checkpointable
+        return self.prepare(checkpointable, copy=False)
 
     def load(self, directory: pathlib.Path, abstract_checkpointable: Any = None) -> Any:
         stored = _pytree_load.read_stored_tree(os.fspath(directory))
@@ -143,6 +157,12 @@ class ArrayHandler:
 
     def metadata(self, directory: pathlib.Path) -> Any:
         return PyTreeHandler().metadata(directory)[self.KEY]
+
+
+def _as_plan(checkpointable: Any) -> _pytree_save.Plan:
+    if isinstance(checkpointable, _pytree_save.Plan):
+        return checkpointable
+    return _pytree_save.plan(checkpointable)
 
 
 def detect(directory: str) -> type | None:

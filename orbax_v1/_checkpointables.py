@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from orbax_v1 import _builtin_handlers, _commit, _files, _layout, errors, handlers
+from orbax_v1 import _builtin_handlers, _commit, _files, _layout, _multihost, errors, handlers
 from orbax_v1._types import CheckpointMetadata
 
 # What real Orbax v0 records for a pytree saved directly into a directory.
@@ -74,19 +74,14 @@ def prepare_save(path: Any, checkpointables: Mapping[str, Any], *, overwrite: bo
         prepared[name] = (handler, value)
     start = time.time_ns()
 
-    def commit() -> None:
-        with _commit.atomic_directory(path, overwrite=overwrite) as tmp:
-            for name, (handler, value) in prepared.items():
-                item = pathlib.Path(tmp, name)
-                item.mkdir()
-                handler.save(item, value)
-            _files.write_bytes(os.path.join(tmp, _files.V1_MARKER), b"")
-            item_handlers = {n: handlers.typestr(type(h)) for n, (h, _) in prepared.items()}
-            _files.write_json(os.path.join(tmp, _files.CHECKPOINT_METADATA),
-                              _files.checkpoint_metadata_json(item_handlers, custom_metadata,
-                                                              start))
+    def step_files(tmp: str) -> None:
+        _files.write_bytes(os.path.join(tmp, _files.V1_MARKER), b"")
+        item_handlers = {n: handlers.typestr(type(h)) for n, (h, _) in prepared.items()}
+        _files.write_json(os.path.join(tmp, _files.CHECKPOINT_METADATA),
+                          _files.checkpoint_metadata_json(item_handlers, custom_metadata, start))
 
-    return commit
+    parts = [(name, handler, value) for name, (handler, value) in prepared.items()]
+    return lambda: _run_save(path, overwrite, parts, step_files)
 
 
 def save(path: Any, checkpointables: Mapping[str, Any], **kwargs) -> None:
@@ -104,14 +99,48 @@ def prepare_save_direct(path: Any, pytree: Any, *, overwrite: bool = False,
     plan = handler.prepare(pytree, copy=copy)
     start = time.time_ns()
 
-    def commit() -> None:
-        with _commit.atomic_directory(path, overwrite=overwrite) as tmp:
-            handler.save(pathlib.Path(tmp), plan)
-            _files.write_json(os.path.join(tmp, _files.CHECKPOINT_METADATA),
-                              _files.checkpoint_metadata_json(_V0_PYTREE_HANDLER,
-                                                              custom_metadata, start))
+    def step_files(tmp: str) -> None:
+        _files.write_json(os.path.join(tmp, _files.CHECKPOINT_METADATA),
+                          _files.checkpoint_metadata_json(_V0_PYTREE_HANDLER, custom_metadata,
+                                                          start))
 
-    return commit
+    return lambda: _run_save(path, overwrite, [("", handler, plan)], step_files)
+
+
+def _run_save(path: str, overwrite: bool, parts: list[tuple[str, Any, Any]],
+              step_files: Callable[[str], None]) -> None:
+    """Writes and commits a checkpoint; with several processes, all take part.
+
+    The primary creates the temporary directory; every process then writes its part
+    of each checkpointable (`handler.save`); the primary finalizes each one
+    (`handler.finalize`), writes the step files and commits. A failure in any process
+    fails the save in all of them, and the temporary directory is removed.
+    """
+    phases = _multihost.Phases(f"save of {path}")
+    tmp = _commit.temporary_path(path)
+
+    def create() -> None:
+        _commit.create_temporary(path, overwrite=overwrite)
+        for name, _, _ in parts:
+            if name:
+                os.mkdir(os.path.join(tmp, name))
+
+    phases.run("create", create, primary_only=True)
+    try:
+        phases.run("write", lambda: [h.save(pathlib.Path(tmp, n), v) for n, h, v in parts])
+
+        def finish() -> None:
+            for name, handler, value in parts:
+                if hasattr(handler, "finalize"):
+                    handler.finalize(pathlib.Path(tmp, name), value)
+            step_files(tmp)
+            _commit.publish(tmp, path)
+
+        phases.run("commit", finish, primary_only=True)
+    except BaseException:
+        if phases.primary:
+            _commit.discard(tmp)
+        raise
 
 
 def _handler_for(layout: _layout.Layout, name: str, recorded: Any, abstract: Any):

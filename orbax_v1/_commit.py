@@ -48,26 +48,45 @@ def check_destination(path: str, *, overwrite: bool) -> None:
             "save to another path.")
 
 
+def temporary_path(path: str) -> str:
+    return path + TMP_SUFFIX
+
+
+def create_temporary(path: str, *, overwrite: bool) -> str:
+    """A fresh, empty temporary directory for a save to `path` (a leftover is removed)."""
+    check_destination(path, overwrite=overwrite)
+    tmp = temporary_path(path)
+    if os.path.lexists(tmp):  # left by a crashed save to the same path
+        shutil.rmtree(tmp)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.mkdir(tmp)
+    return tmp
+
+
+def publish(tmp: str, path: str) -> None:
+    """Commits a complete temporary directory: `commit_success.txt`, fsync, rename."""
+    _files.write_bytes(os.path.join(tmp, _files.COMMIT_SUCCESS),
+                       f"Checkpoint commit was successful to {path}".encode())
+    _fsync_tree_dirs(tmp)
+    _replace(tmp, path)
+
+
+def discard(tmp: str) -> None:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str, *, overwrite: bool) -> Iterator[str]:
     """Yields a fresh temporary directory; on clean exit it becomes `path`, atomically.
 
     On any exception the temporary directory is removed and `path` is untouched.
     """
-    check_destination(path, overwrite=overwrite)
-    tmp = path + TMP_SUFFIX
-    if os.path.lexists(tmp):  # left by a crashed save to the same path
-        shutil.rmtree(tmp)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    os.mkdir(tmp)
+    tmp = create_temporary(path, overwrite=overwrite)
     try:
         yield tmp
-        _files.write_bytes(os.path.join(tmp, _files.COMMIT_SUCCESS),
-                           f"Checkpoint commit was successful to {path}".encode())
-        _fsync_tree_dirs(tmp)
-        _replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard(tmp)
         raise
 
 

@@ -115,40 +115,54 @@ def snapshot(the_plan: Plan, *, copy: bool) -> Plan:
     return Plan(leaves, the_plan.skeleton)
 
 
-def write(directory: str, the_plan: Plan, *, process_index: int = 0,
-          primary: bool = True) -> None:
-    """Writes the planned tree into the (existing, empty) `directory`."""
+def write_local(directory: str, the_plan: Plan, *, process_index: int = 0,
+                primary: bool = True) -> None:
+    """Writes this process's part: its shards into `ocdbt.process_<i>` and its
+    `array_metadatas/process_<i>`. The primary also writes arrays every process
+    holds whole (numpy arrays, scalars) and every array's zarr metadata."""
     the_plan = snapshot(the_plan, copy=False)
-    context = _engine.new_context()
-    writer = _engine.ArrayWriter(directory, process_index, context)
-    tree_metadata, shardings, array_metadatas, strings = {}, {}, [], {}
+    writer = _engine.ArrayWriter(directory, process_index, _engine.new_context())
+    array_metadatas = []
     for lf in the_plan.leaves:
+        if lf.value_type not in _ARRAY_VALUE_TYPES:
+            continue
+        host = lf.value
+        if not primary and host.sharding is None:
+            continue  # the same on every process: the primary writes it
         name = _pytree.param_name(lf.keys)
-        write_shape = None
-        if lf.value_type in _ARRAY_VALUE_TYPES:
-            host = lf.value
-            chunks = writer.write(name, host.shape, host.dtype, host.write_shape, host.blocks,
-                                  write_metadata=primary)
-            if lf.value_type == "jax.Array":
-                write_shape = host.write_shape
-                sharding = _files.sharding_json(host.sharding)
-                if sharding is not None:
-                    shardings[_files.sharding_key(name)] = sharding
-                array_metadatas.append({"array_metadata": {
-                    "param_name": name, "write_shape": list(write_shape),
-                    "chunk_shape": list(chunks), "ext_metadata": None}})
-        elif lf.value_type == "string":
-            strings[name] = lf.value
-        tree_metadata[_pytree.keypath_str(lf.keys)] = _entry(lf, write_shape)
+        chunks = writer.write(name, host.shape, host.dtype, host.write_shape, host.blocks,
+                              write_metadata=primary)
+        if lf.value_type == "jax.Array":
+            array_metadatas.append({"array_metadata": {
+                "param_name": name, "write_shape": list(host.write_shape),
+                "chunk_shape": list(chunks), "ext_metadata": None}})
     writer.flush()
     if array_metadatas:
         os.makedirs(os.path.join(directory, _files.ARRAY_METADATAS), exist_ok=True)
         _files.write_json(os.path.join(directory, _files.ARRAY_METADATAS,
                                        f"process_{process_index}"),
                           {"array_metadatas": array_metadatas})
-    if not primary:
-        return
-    _engine.merge_process_databases(directory, context)
+
+
+def write_global(directory: str, the_plan: Plan) -> None:
+    """The primary's part, once every process wrote its own: merges the per-process
+    databases into the root manifest and writes `_METADATA`, `_sharding`, `_strings.json`."""
+    _engine.merge_process_databases(directory, _engine.new_context())
+    tree_metadata, shardings, strings = {}, {}, {}
+    for lf in the_plan.leaves:
+        name = _pytree.param_name(lf.keys)
+        write_shape = None
+        if lf.value_type == "jax.Array":
+            value = lf.value
+            sharding = value.sharding
+            write_shape = (value.write_shape if isinstance(value, _engine.HostArray)
+                           else sharding.shard_shape(value.shape))
+            encoded = _files.sharding_json(sharding)
+            if encoded is not None:
+                shardings[_files.sharding_key(name)] = encoded
+        elif lf.value_type == "string":
+            strings[name] = lf.value
+        tree_metadata[_pytree.keypath_str(lf.keys)] = _entry(lf, write_shape)
     if shardings:
         _files.write_json(os.path.join(directory, _files.SHARDING), shardings)
     if strings:
@@ -161,3 +175,9 @@ def write(directory: str, the_plan: Plan, *, process_index: int = 0,
         "custom_metadata": None,
         SKELETON_KEY: the_plan.skeleton,
     })
+
+
+def write(directory: str, the_plan: Plan) -> None:
+    """Writes the whole tree from a single process into the (empty) `directory`."""
+    write_local(directory, the_plan)
+    write_global(directory, the_plan)

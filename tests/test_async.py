@@ -41,7 +41,7 @@ def test_background_errors_reraise_on_result(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(_pytree_save, "write", boom)
+    monkeypatch.setattr(_pytree_save, "write_local", boom)
     response = ocp.save_pytree_async(tmp_path / "c", {"x": np.ones(3)})
     with pytest.raises(OSError, match="disk full"):
         response.result(timeout=60)
@@ -52,8 +52,8 @@ def test_background_errors_reraise_on_result(tmp_path, monkeypatch):
 def test_result_timeout_raises_timeout_error(tmp_path, monkeypatch):
     from orbax_v1 import _pytree_save
     gate = threading.Event()
-    real_write = _pytree_save.write
-    monkeypatch.setattr(_pytree_save, "write", lambda *a, **k: (gate.wait(30), real_write(*a, **k)))
+    real_write = _pytree_save.write_local
+    monkeypatch.setattr(_pytree_save, "write_local", lambda *a, **k: (gate.wait(30), real_write(*a, **k)))
     response = ocp.save_pytree_async(tmp_path / "c", {"x": np.ones(3)})
     with pytest.raises(TimeoutError):
         response.result(timeout=0.05)
@@ -89,7 +89,7 @@ def test_unseen_background_failure_is_reported_at_exit(tmp_path):
         "import numpy as np, orbax_v1\n"
         "from orbax_v1 import _pytree_save\n"
         "def boom(*a, **k): raise OSError('disk full')\n"
-        "_pytree_save.write = boom\n"
+        "_pytree_save.write_local = boom\n"
         f"orbax_v1.save_pytree_async({str(tmp_path / 'c')!r}, {{'x': np.ones(2)}})\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0
@@ -102,8 +102,8 @@ def test_pending_save_finishes_at_exit(tmp_path):
     code = (
         "import time, numpy as np, orbax_v1\n"
         "from orbax_v1 import _pytree_save\n"
-        "real = _pytree_save.write\n"
-        "_pytree_save.write = lambda *a, **k: (time.sleep(1), real(*a, **k))\n"
+        "real = _pytree_save.write_local\n"
+        "_pytree_save.write_local = lambda *a, **k: (time.sleep(1), real(*a, **k))\n"
         f"orbax_v1.save_pytree_async({str(tmp_path / 'c')!r}, {{'x': np.ones(2)}})\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr

@@ -154,8 +154,8 @@ def test_step_name_formats(tmp_path):
 def test_async_saves_are_one_at_a_time_and_continuous_policy_skips(tmp_path, monkeypatch):
     from orbax_v1 import _pytree_save
     gate = threading.Event()
-    real_write = _pytree_save.write
-    monkeypatch.setattr(_pytree_save, "write",
+    real_write = _pytree_save.write_local
+    monkeypatch.setattr(_pytree_save, "write_local",
                         lambda *a, **k: (gate.wait(30), real_write(*a, **k)))
     with training.Checkpointer(tmp_path) as ckptr:  # default: continuous checkpointing
         first = ckptr.save_pytree_async(0, tree(0))
@@ -176,7 +176,7 @@ def test_background_errors_surface_on_result_next_save_and_close(tmp_path, monke
 
     ckptr = training.Checkpointer(tmp_path, save_decision_policy=sdp.FixedIntervalPolicy(1))
     with monkeypatch.context() as m:
-        m.setattr(_pytree_save, "write", boom)
+        m.setattr(_pytree_save, "write_local", boom)
         response = ckptr.save_pytree_async(0, tree(0))
         with pytest.raises(OSError, match="disk full"):
             response.result(timeout=60)
@@ -194,9 +194,9 @@ def test_background_errors_surface_on_result_next_save_and_close(tmp_path, monke
 
 def test_close_waits_for_the_pending_save(tmp_path, monkeypatch):
     from orbax_v1 import _pytree_save
-    real_write = _pytree_save.write
+    real_write = _pytree_save.write_local
     gate = threading.Event()
-    monkeypatch.setattr(_pytree_save, "write", lambda *a, **k: (gate.wait(30), real_write(*a, **k)))
+    monkeypatch.setattr(_pytree_save, "write_local", lambda *a, **k: (gate.wait(30), real_write(*a, **k)))
     with training.Checkpointer(tmp_path) as ckptr:
         ckptr.save_pytree_async(0, tree(0))
         threading.Timer(0.2, gate.set).start()
