@@ -118,15 +118,17 @@ def _run_save(path: str, overwrite: bool, parts: list[tuple[str, Any, Any]],
     """
     phases = _multihost.Phases(f"save of {path}")
     tmp = _commit.temporary_path(path)
+    created = []
 
     def create() -> None:
         _commit.create_temporary(path, overwrite=overwrite)
+        created.append(tmp)
         for name, _, _ in parts:
             if name:
                 os.mkdir(os.path.join(tmp, name))
 
-    phases.run("create", create, primary_only=True)
     try:
+        phases.run("create", create, primary_only=True)
         phases.run("write", lambda: [h.save(pathlib.Path(tmp, n), v) for n, h, v in parts])
 
         def finish() -> None:
@@ -138,7 +140,7 @@ def _run_save(path: str, overwrite: bool, parts: list[tuple[str, Any, Any]],
 
         phases.run("commit", finish, primary_only=True)
     except BaseException:
-        if phases.primary:
+        if created:
             _commit.discard(tmp)
         raise
 
