@@ -10,6 +10,7 @@ concurrently; only the slices the target sharding needs are read.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -78,7 +79,7 @@ class ArrayWriter:
         path = os.path.join(item_dir, f"{PROCESS_DIR_PREFIX}{process_index}")
         self._kv = ts.KvStore.open(_zarr.ocdbt_write_spec(path), context=context).result()
         self._txn = ts.Transaction()
-        self._pending: list[ts.Future] = []
+        self._staged_kv = self._kv.with_transaction(self._txn)
         self._staged = 0
 
     def write(self, param: str, shape: tuple[int, ...], dtype: np.dtype,
@@ -88,7 +89,8 @@ class ArrayWriter:
         dtype = np.dtype(dtype)
         chunks = _zarr.chunk_shape(write_shape, dtype.itemsize)
         if write_metadata:
-            self._put(_zarr.metadata_key(param), _zarr.zarr3_metadata(shape, dtype, chunks))
+            self._put(_zarr.metadata_key(param),
+                      _zarr.zarr3_metadata(tuple(shape), dtype, tuple(chunks)))
         if 0 in shape:
             return chunks
         for origin, block in blocks:
@@ -100,18 +102,16 @@ class ArrayWriter:
         return chunks
 
     def _put(self, key: str, data: bytes) -> None:
-        self._pending.append(self._kv.with_transaction(self._txn).write(key, data))
+        self._staged_kv.write(key, data)  # staged in the transaction; commit reports failures
         self._staged += len(data)
         if self._staged >= STAGED_BYTES_PER_COMMIT:
             self.flush()
 
     def flush(self) -> None:
         """Commits what is staged; the data is durable on disk when this returns."""
-        for fut in self._pending:
-            fut.result()
         self._txn.commit_async().result()
         self._txn = ts.Transaction()
-        self._pending = []
+        self._staged_kv = self._kv.with_transaction(self._txn)
         self._staged = 0
 
 
@@ -133,33 +133,88 @@ def merge_process_databases(item_dir: str, context: ts.Context) -> None:
     txn.commit_async().result()
 
 
-class ArrayReader:
-    """Opens and reads the arrays of one pytree directory."""
+SMALL_ARRAY_BYTES = 1 << 20  # read with one key-value read instead of a TensorStore open
 
-    def __init__(self, item_dir: str, *, use_ocdbt: bool, use_zarr3: bool, fill_missing: bool):
+
+@attrs.frozen
+class SmallArray:
+    """An array we wrote as one uncompressed chunk (known from `_METADATA`'s layout)."""
+
+    key: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+class ArrayReader:
+    """Opens and reads the arrays of one pytree directory.
+
+    Arrays come back as *handles*: an opened TensorStore, or, for small arrays we
+    wrote ourselves, a `SmallArray` read by a single key-value read (thousands of tiny
+    arrays then cost thousands of reads, not thousands of TensorStore opens).
+    """
+
+    def __init__(self, item_dir: str, *, use_ocdbt: bool, use_zarr3: bool, fill_missing: bool,
+                 layout: dict | None = None):
         self._dir = item_dir
         self._opts = dict(use_ocdbt=use_ocdbt, use_zarr3=use_zarr3, fill_missing=fill_missing)
+        self._layout = (layout or {}) if use_ocdbt else {}
         self._context = new_context()
+        self._kv = None
 
-    def open(self, params: Sequence[str]) -> dict[str, ts.Future]:
-        """Starts opening every named array at once; metadata only, no data is read."""
-        return {p: ts.open(_zarr.array_read_spec(self._dir, p, **self._opts),
-                           context=self._context, read=True, open=True) for p in params}
+    def _small(self, param: str) -> SmallArray | None:
+        entry = self._layout.get(param)
+        if entry is None:
+            return None
+        shape, dtype, chunks = tuple(entry[0]), _zarr.dtype_from_name(entry[1]), entry[2]
+        single = all(c >= max(d, 1) for c, d in zip(chunks, shape))
+        if not single or math.prod(shape) * dtype.itemsize > SMALL_ARRAY_BYTES:
+            return None
+        return SmallArray(_zarr.chunk_key(param, (0,) * len(shape)), shape, dtype)
 
-    @staticmethod
-    def read_numpy(store: ts.TensorStore, dtype: np.dtype | None) -> ts.Future:
-        """Starts reading a whole array into host memory (cast to `dtype` if given)."""
+    def open(self, params: Sequence[str]) -> dict[str, Any]:
+        """Starts opening every named array at once; metadata only, no data is read.
+
+        Returns param -> a handle, or a TensorStore future still to be waited for.
+        """
+        out = {}
+        for p in params:
+            out[p] = self._small(p) or ts.open(
+                _zarr.array_read_spec(self._dir, p, **self._opts), context=self._context,
+                read=True, open=True)
+        return out
+
+    def _kvstore(self) -> ts.KvStore:
+        if self._kv is None:
+            spec = _zarr.kvstore_spec(self._dir, use_ocdbt=True)
+            self._kv = ts.KvStore.open(spec, context=self._context).result()
+        return self._kv
+
+    def read_numpy(self, handle: Any, dtype: np.dtype | None):
+        """Starts reading a whole array into host memory (cast to `dtype` if given).
+
+        Returns a function that waits for the read and returns the array.
+        """
+        if isinstance(handle, SmallArray):
+            if 0 in handle.shape:
+                return lambda: np.zeros(handle.shape, dtype or handle.dtype)
+            future = self._kvstore().read(handle.key)
+            return lambda: _decode(future.result(), handle, dtype)
+        store = handle
         if dtype is not None and np.dtype(dtype) != store.dtype.numpy_dtype:
             store = ts.cast(store, np.dtype(dtype))
-        return store.read()
+        return store.read().result
 
-    @staticmethod
-    def read_sharded(store: ts.TensorStore, sharding: jax.sharding.Sharding,
+    def read_sharded(self, handle: Any, sharding: jax.sharding.Sharding,
                      dtype: np.dtype | None):
         """Starts reading only the slices this process's devices hold under `sharding`.
 
         Returns a function that, once called, waits for the reads and builds the array.
         """
+        if isinstance(handle, SmallArray):
+            whole = self.read_numpy(handle, dtype)
+            return lambda: jax.make_array_from_callback(handle.shape, sharding,
+                                                        _index_into(whole))
+        store = handle
         if dtype is not None and np.dtype(dtype) != store.dtype.numpy_dtype:
             store = ts.cast(store, np.dtype(dtype))
         shape = tuple(store.shape)
@@ -177,6 +232,28 @@ class ArrayReader:
             return jax.make_array_from_single_device_arrays(shape, sharding, arrays)
 
         return finish
+
+
+def _index_into(whole):
+    cache = []
+
+    def callback(index):
+        if not cache:
+            cache.append(whole())
+        return cache[0][index]
+
+    return callback
+
+
+def _decode(result: Any, handle: SmallArray, dtype: np.dtype | None) -> np.ndarray:
+    if result.state != "value":
+        raise ValueError(f"chunk {handle.key!r} is missing from the store")
+    raw = np.frombuffer(result.value, dtype=handle.dtype.newbyteorder("<"))
+    if raw.size != math.prod(handle.shape):
+        raise ValueError(f"chunk {handle.key!r} holds {raw.size} values, expected "
+                         f"shape {handle.shape}")
+    array = raw.reshape(handle.shape).astype(dtype or handle.dtype)  # a writable copy
+    return array
 
 
 def _index_key(index: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[tuple[int, int], ...]:

@@ -16,7 +16,7 @@ import numpy as np
 import tensorstore as ts
 
 from orbax_v1 import _engine, _files, _pytree, _types, errors
-from orbax_v1._pytree_save import SKELETON_KEY
+from orbax_v1._pytree_save import LAYOUT_KEY, SKELETON_KEY
 
 DATA_TYPES = ("jax.Array", "np.ndarray", "scalar", "string")
 _EMPTY_VALUES = {"None": lambda: None, "Dict": dict, "List": list, "Tuple": tuple,
@@ -44,10 +44,12 @@ class StoredTree:
     use_zarr3: bool
     fill_missing: bool
     custom_metadata: Any
+    layout: dict | None = None  # our `array_layout`: param -> [shape, dtype, chunk shape]
 
     def reader(self) -> _engine.ArrayReader:
         return _engine.ArrayReader(self.directory, use_ocdbt=self.use_ocdbt,
-                                   use_zarr3=self.use_zarr3, fill_missing=self.fill_missing)
+                                   use_zarr3=self.use_zarr3, fill_missing=self.fill_missing,
+                                   layout=self.layout)
 
 
 def _numpy_scalar_paths(skeleton: Any, keys=()) -> set[_pytree.Keys]:
@@ -90,9 +92,10 @@ def read_stored_tree(directory: str) -> StoredTree:
     use_ocdbt = meta.get("use_ocdbt")
     if use_ocdbt is None:
         use_ocdbt = os.path.exists(os.path.join(directory, "manifest.ocdbt"))
+    layout = meta.get(LAYOUT_KEY)
     return StoredTree(directory, leaves, skeleton, bool(use_ocdbt), bool(meta.get("use_zarr3")),
                       not meta.get("store_array_data_equal_to_fill_value", False),
-                      meta.get("custom_metadata"))
+                      meta.get("custom_metadata"), layout if isinstance(layout, dict) else None)
 
 
 def _rebuild_from_store(directory: str) -> StoredTree:
@@ -144,14 +147,15 @@ def saved_shardings(stored: StoredTree) -> dict[str, jax.sharding.Sharding | Non
     return out
 
 
-def open_stores(stored: StoredTree, leaves: list[StoredLeaf]) -> dict[_pytree.Keys, Any]:
+def open_arrays(stored: StoredTree, reader: _engine.ArrayReader,
+                leaves: list[StoredLeaf]) -> dict[_pytree.Keys, Any]:
     """Opens the arrays of `leaves` concurrently; a damaged one is a typed error."""
-    reader = stored.reader()
     futures = reader.open([lf.name for lf in leaves])
     out = {}
     for lf in leaves:
+        handle = futures[lf.name]
         try:
-            out[lf.keys] = futures[lf.name].result()
+            out[lf.keys] = handle if isinstance(handle, _engine.SmallArray) else handle.result()
         except Exception as e:  # noqa: BLE001 - TensorStore raises ValueError and others
             raise errors.CorruptCheckpointError(
                 f"Array {_pytree.keypath_str(lf.keys)} in {stored.directory} cannot be opened: "
@@ -159,11 +163,17 @@ def open_stores(stored: StoredTree, leaves: list[StoredLeaf]) -> dict[_pytree.Ke
     return out
 
 
-def leaf_metadata(lf: StoredLeaf, store: Any, sharding) -> Any:
-    """Public metadata of one stored leaf (from its opened store; no data read)."""
+def shape_dtype(handle: Any) -> tuple[tuple[int, ...], np.dtype]:
+    if isinstance(handle, _engine.SmallArray):
+        return handle.shape, handle.dtype
+    return tuple(handle.shape), handle.dtype.numpy_dtype
+
+
+def leaf_metadata(lf: StoredLeaf, handle: Any, sharding) -> Any:
+    """Public metadata of one stored leaf (from its opened array; no data read)."""
     if lf.value_type == "string":
         return _types.StringMetadata()
-    dtype = store.dtype.numpy_dtype
+    shape, dtype = shape_dtype(handle)
     if lf.value_type == "scalar":
         if lf.numpy_scalar:
             return _types.ScalarMetadata(dtype.type, dtype)
@@ -171,7 +181,7 @@ def leaf_metadata(lf: StoredLeaf, store: Any, sharding) -> Any:
             complex if dtype.kind == "c" else float)
         return _types.ScalarMetadata(py, dtype)
     kind = "jax" if lf.value_type == "jax.Array" else "numpy"
-    return _types.ArrayMetadata(tuple(store.shape), dtype, kind, sharding)
+    return _types.ArrayMetadata(shape, dtype, kind, sharding)
 
 
 def empty_value(lf: StoredLeaf) -> Any:

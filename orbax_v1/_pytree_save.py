@@ -16,6 +16,7 @@ import numpy as np
 from orbax_v1 import _engine, _files, _pytree, _zarr, errors
 
 SKELETON_KEY = "tree_structure"  # ours; real Orbax ignores unknown `_METADATA` keys
+LAYOUT_KEY = "array_layout"  # ours: param -> [shape, dtype, chunk shape] of plain-bytes arrays
 _ARRAY_VALUE_TYPES = ("jax.Array", "np.ndarray", "scalar")
 
 
@@ -148,18 +149,19 @@ def write_global(directory: str, the_plan: Plan) -> None:
     """The primary's part, once every process wrote its own: merges the per-process
     databases into the root manifest and writes `_METADATA`, `_sharding`, `_strings.json`."""
     _engine.merge_process_databases(directory, _engine.new_context())
-    tree_metadata, shardings, strings = {}, {}, {}
+    tree_metadata, shardings, strings, layout = {}, {}, {}, {}
     for lf in the_plan.leaves:
         name = _pytree.param_name(lf.keys)
         write_shape = None
-        if lf.value_type == "jax.Array":
-            value = lf.value
-            sharding = value.sharding
-            write_shape = (value.write_shape if isinstance(value, _engine.HostArray)
-                           else sharding.shard_shape(value.shape))
-            encoded = _files.sharding_json(sharding)
-            if encoded is not None:
-                shardings[_files.sharding_key(name)] = encoded
+        if lf.value_type in _ARRAY_VALUE_TYPES:
+            shape, dtype, array_write_shape, sharding = _array_info(lf.value)
+            chunks = _zarr.chunk_shape(array_write_shape, dtype.itemsize)
+            layout[name] = [list(shape), _zarr.zarr3_name(dtype), list(chunks)]
+            if lf.value_type == "jax.Array":
+                write_shape = array_write_shape
+                encoded = _files.sharding_json(sharding)
+                if encoded is not None:
+                    shardings[_files.sharding_key(name)] = encoded
         elif lf.value_type == "string":
             strings[name] = lf.value
         tree_metadata[_pytree.keypath_str(lf.keys)] = _entry(lf, write_shape)
@@ -174,7 +176,19 @@ def write_global(directory: str, the_plan: Plan) -> None:
         "store_array_data_equal_to_fill_value": True,
         "custom_metadata": None,
         SKELETON_KEY: the_plan.skeleton,
+        LAYOUT_KEY: layout,
     })
+
+
+def _array_info(value: Any) -> tuple[tuple[int, ...], np.dtype, tuple[int, ...], Any]:
+    """(shape, dtype, write shape, sharding) of a leaf, in host memory or not."""
+    if isinstance(value, _engine.HostArray):
+        return value.shape, value.dtype, value.write_shape, value.sharding
+    if isinstance(value, jax.Array):
+        return (tuple(value.shape), np.dtype(value.dtype),
+                tuple(value.sharding.shard_shape(value.shape)), value.sharding)
+    arr = np.asarray(value)
+    return arr.shape, arr.dtype, arr.shape, None
 
 
 def write(directory: str, the_plan: Plan) -> None:

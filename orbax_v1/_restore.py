@@ -9,10 +9,9 @@ import jax
 import numpy as np
 
 from orbax_v1 import _pytree, _types, errors
-from orbax_v1._engine import ArrayReader
 from orbax_v1._pytree_load import (
-    DATA_TYPES, StoredLeaf, StoredTree, empty_value, leaf_metadata, open_stores,
-    read_strings, saved_shardings)
+    DATA_TYPES, StoredLeaf, StoredTree, empty_value, leaf_metadata, open_arrays,
+    read_strings, saved_shardings, shape_dtype)
 
 _ARRAY_TYPES = ("jax.Array", "np.ndarray", "scalar")
 
@@ -28,12 +27,16 @@ class Target:
     type: Any = None
 
 
+_SAVED_TARGETS = {"string": Target("string"), "npscalar": Target("npscalar"),
+                  "python": Target("python"), "numpy": Target("numpy")}
+
+
 def _as_saved(lf: StoredLeaf) -> Target:
     if lf.value_type == "string":
-        return Target("string")
+        return _SAVED_TARGETS["string"]
     if lf.value_type == "scalar":
-        return Target("npscalar") if lf.numpy_scalar else Target("python")
-    return Target("numpy")  # no target: host memory, whatever the saving topology was
+        return _SAVED_TARGETS["npscalar" if lf.numpy_scalar else "python"]
+    return _SAVED_TARGETS["numpy"]  # no target: host memory, whatever the saving topology
 
 
 def _from_abstract(leaf: Any, keys: _pytree.Keys) -> Target:
@@ -79,13 +82,14 @@ def _check(lf: StoredLeaf, target: Target, store: Any) -> str | None:
         return None if lf.value_type == "string" else f"expected a str, found {lf.value_type}"
     if lf.value_type not in _ARRAY_TYPES:
         return f"expected an array or scalar, found {lf.value_type}"
-    found = tuple(store.shape)
+    found = shape_dtype(store)[0]
     if target.shape is not None and tuple(target.shape) != found:
         return f"expected shape {tuple(target.shape)}, found {found}"
     return None
 
 
-def _start_read(target: Target, store: Any, lf: StoredLeaf, strings: dict, directory: str):
+def _start_read(reader, target: Target, store: Any, lf: StoredLeaf, strings: dict,
+                directory: str):
     """Begins reading one leaf; returns a function that finishes it."""
     if target.kind == "string":
         value = strings.get(lf.name)
@@ -96,20 +100,21 @@ def _start_read(target: Target, store: Any, lf: StoredLeaf, strings: dict, direc
         return lambda: value
     if target.kind == "jax":
         sharding = target.sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        return ArrayReader.read_sharded(store, sharding, target.dtype)
-    future = ArrayReader.read_numpy(store, target.dtype)
+        return reader.read_sharded(store, sharding, target.dtype)
+    read = reader.read_numpy(store, target.dtype)
     if target.kind == "numpy":
-        return future.result
+        return read
     if target.kind == "npscalar":
-        return lambda: future.result()[()]
+        return lambda: read()[()]
     if target.type is None:
-        return lambda: future.result().item()
-    return lambda: target.type(future.result().item())
+        return lambda: read().item()
+    return lambda: target.type(read().item())
 
 
 def _read_all(stored: StoredTree, wanted: list[tuple[StoredLeaf, Target]]) -> list[Any]:
     to_open = [lf for lf, t in wanted if t.kind not in ("skip", "string")]
-    stores = open_stores(stored, to_open)
+    reader = stored.reader()
+    stores = open_arrays(stored, reader, to_open)
     problems = []
     for lf, target in wanted:
         why = _check(lf, target, stores.get(lf.keys))
@@ -126,7 +131,7 @@ def _read_all(stored: StoredTree, wanted: list[tuple[StoredLeaf, Target]]) -> li
         if target.kind == "skip":
             finishers.append(lambda: ...)
         else:
-            finishers.append(_start_read(target, stores.get(lf.keys), lf, strings,
+            finishers.append(_start_read(reader, target, stores.get(lf.keys), lf, strings,
                                          stored.directory))
     out = []
     for (lf, _), finish in zip(wanted, finishers):
@@ -184,7 +189,7 @@ def metadata_tree(stored: StoredTree) -> Any:
     shardings = saved_shardings(stored)
     data = [lf for lf in stored.leaves.values() if lf.value_type in ("jax.Array", "np.ndarray",
                                                                      "scalar")]
-    stores = open_stores(stored, data)
+    stores = open_arrays(stored, stored.reader(), data)
     values = {lf.keys: leaf_metadata(lf, stores[lf.keys], shardings.get(lf.name)) for lf in data}
     for lf in stored.leaves.values():
         if lf.value_type == "string":

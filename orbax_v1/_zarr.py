@@ -9,6 +9,7 @@ Orbax has written (sharding_indexed, zstd, zarr v2 compressors, per-array dirs).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 
@@ -33,6 +34,13 @@ for _name in _ZARR3_NAMES:
 CHUNK_TARGET_BYTES = 64 << 20  # one chunk = one stored value; bounds copies in flight
 
 
+@functools.cache
+def dtype_from_name(name: str) -> np.dtype:
+    """The numpy dtype of a zarr3 `data_type` name we write."""
+    return np.dtype(getattr(ml_dtypes, name, None) or name)
+
+
+@functools.cache
 def zarr3_name(dtype: np.dtype) -> str | None:
     """The zarr3 `data_type` of `dtype`, or None if we do not store it."""
     return SUPPORTED_DTYPES.get(np.dtype(dtype).newbyteorder("="))
@@ -49,7 +57,13 @@ def _fill_value(dtype: np.dtype):
 
 
 def chunk_shape(write_shape: tuple[int, ...], itemsize: int,
-                target: int = CHUNK_TARGET_BYTES) -> tuple[int, ...]:
+                target: int | None = None) -> tuple[int, ...]:
+    return _chunk_shape(tuple(write_shape), itemsize,
+                        CHUNK_TARGET_BYTES if target is None else target)
+
+
+@functools.lru_cache(maxsize=4096)
+def _chunk_shape(write_shape: tuple[int, ...], itemsize: int, target: int) -> tuple[int, ...]:
     """A chunk shape that tiles `write_shape` exactly and holds at most `target` bytes.
 
     Zero-size dimensions are clamped to 1 (zarr needs positive chunk sizes). The
@@ -66,6 +80,7 @@ def chunk_shape(write_shape: tuple[int, ...], itemsize: int,
     return tuple(shape)
 
 
+@functools.lru_cache(maxsize=4096)
 def zarr3_metadata(shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...]) -> bytes:
     """`zarr.json` of an uncompressed zarr3 array (readable by real Orbax and TensorStore)."""
     dtype = np.dtype(dtype)

@@ -1,0 +1,101 @@
+"""The array engine: both read paths agree, chunking, damaged data, in-flight bounds."""
+
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+import orbax_v1 as ocp
+from orbax_v1 import _engine, _zarr, errors
+
+
+def tree():
+    rng = np.random.default_rng(1)
+    return {
+        "f32": rng.standard_normal((6, 8)).astype(np.float32),
+        "bf16": rng.standard_normal((8, 4)).astype(ml_dtypes.bfloat16),
+        "i64": rng.integers(-5, 5, (3, 5)),
+        "b": rng.integers(0, 2, 7).astype(bool),
+        "c": (rng.standard_normal(4) + 1j).astype(np.complex64),
+        "empty": np.zeros((0, 3), np.float32),
+        "scalar": 3.5,
+        "np_scalar": np.int16(-2),
+        "j": jnp.arange(16, dtype=jnp.float32).reshape(8, 2),
+    }
+
+
+@pytest.fixture(params=["small-array reads", "tensorstore reads"])
+def read_path(request, monkeypatch):
+    if request.param == "tensorstore reads":
+        monkeypatch.setattr(_engine, "SMALL_ARRAY_BYTES", -1)
+    return request.param
+
+
+def test_both_read_paths_agree(tmp_path, read_path):
+    t = tree()
+    ocp.save_pytree(tmp_path / "c", t)
+    out = ocp.load(tmp_path / "c")
+    for k in t:
+        np.testing.assert_array_equal(np.asarray(out[k]), np.asarray(t[k]), err_msg=k)
+        assert np.asarray(out[k]).dtype == np.asarray(t[k]).dtype, k
+    assert out["f32"].flags.writeable
+    cast = ocp.load(tmp_path / "c", {**jax.tree.map(lambda _: ..., t),
+                                      "f32": np.zeros((6, 8), ml_dtypes.bfloat16)})
+    np.testing.assert_array_equal(cast["f32"], t["f32"].astype(ml_dtypes.bfloat16))
+    if jax.device_count() >= 8:
+        mesh = jax.make_mesh((4, 2), ("x", "y"))
+        s = NamedSharding(mesh, P("x", "y"))
+        sharded = ocp.load(tmp_path / "c", {**jax.tree.map(lambda _: ..., t),
+                                             "j": jax.ShapeDtypeStruct((8, 2), jnp.float32,
+                                                                       sharding=s)})
+        assert sharded["j"].sharding == s
+        for shard in sharded["j"].addressable_shards:
+            np.testing.assert_array_equal(np.asarray(shard.data), np.asarray(t["j"])[shard.index])
+
+
+def test_damaged_data_is_a_typed_error(tmp_path, read_path):
+    ocp.save_pytree(tmp_path / "c", {"x": np.arange(1000.0)})  # > 1 KiB: not inlined
+    data_dir = tmp_path / "c" / "pytree" / "ocdbt.process_0" / "d"
+    for f in os.listdir(data_dir):
+        with open(data_dir / f, "r+b") as fh:
+            fh.truncate(3)
+    with pytest.raises(errors.CorruptCheckpointError, match=r"\('x',\)"):
+        ocp.load(tmp_path / "c")
+
+
+def test_missing_data_files_are_a_typed_error(tmp_path, read_path):
+    ocp.save_pytree(tmp_path / "c", {"x": np.arange(1000.0)})  # > 1 KiB: not inlined
+    shutil.rmtree(tmp_path / "c" / "pytree" / "ocdbt.process_0" / "d")
+    with pytest.raises(errors.CorruptCheckpointError, match=r"\('x',\)"):
+        ocp.load(tmp_path / "c")
+
+
+def test_chunks_follow_shards_and_never_straddle_them():
+    assert _zarr.chunk_shape((4, 6), 4, target=1 << 20) == (4, 6)
+    assert _zarr.chunk_shape((0, 5), 4) == (1, 5)
+    chunks = _zarr.chunk_shape((1024, 1024, 64), 4, target=64 << 20)
+    assert all(w % c == 0 for w, c in zip((1024, 1024, 64), chunks))
+    assert np.prod(chunks) * 4 <= 64 << 20
+
+
+def test_staged_bytes_are_bounded(tmp_path, monkeypatch):
+    """The writer commits whenever STAGED_BYTES_PER_COMMIT are staged (bounded memory)."""
+    commits = []
+    real_flush = _engine.ArrayWriter.flush
+
+    def counting_flush(self):
+        commits.append(self._staged)
+        real_flush(self)
+
+    monkeypatch.setattr(_engine, "STAGED_BYTES_PER_COMMIT", 4096)
+    monkeypatch.setattr(_zarr, "CHUNK_TARGET_BYTES", 1024)
+    monkeypatch.setattr(_engine.ArrayWriter, "flush", counting_flush)
+    x = np.arange(16 * 1024, dtype=np.float32).reshape(64, 256)  # 64 KiB in 1 KiB chunks
+    ocp.save_pytree(tmp_path / "c", {"x": x})
+    assert len(commits) >= 16 and max(commits) < 4096 + 1024 + 1024
+    np.testing.assert_array_equal(ocp.load(tmp_path / "c")["x"], x)
