@@ -1,41 +1,45 @@
-"""Save/load times of orbax_v1 next to the real orbax-checkpoint (if installed).
+"""Save and load: orbax_v1 next to the real orbax-checkpoint, one table.
 
-    python benchmarks/save_load.py [--scale 0.25] [--repeats 3] [--only c]
+    python benchmarks/save_load.py [--scale 1.0] [--repeats 3] [--only abcd]
 
-Workloads (sizes scale with --scale; 1.0 = the issue's sizes):
+Workloads (sizes scale with --scale; 1.0 = the sizes of issue 4):
   a: one float32 array of 1 GiB
   b: ~1 GiB over ~300 transformer-shaped arrays (float32 and bfloat16)
   c: 10,000 float32 arrays of 16 elements plus 100 Python scalars
-Prints one table: medians over --repeats interleaved runs, warm page cache.
+  d: 2 GiB as 8 float32 arrays sharded over 8 CPU devices (4x2 mesh)
+Each measurement runs in a fresh process (so peak RSS is its own), interleaving the two
+libraries, and the table shows medians. Loads use each library's defaults; for (d) both
+load onto the saved 4x2 sharding. "cold" loads first evict the checkpoint's files from
+the page cache (posix_fadvise DONTNEED). RSS growth is the peak resident memory during
+the call minus the resident memory just before it, sampled every 2 ms.
 This is a script, not a test: run it on request.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 
-import jax.numpy as jnp
-import numpy as np
-
-import orbax_v1
-
-try:
-    import orbax.checkpoint.experimental.v1 as real_orbax
-except ImportError:  # the bench extra is not installed
-    real_orbax = None
+LIBS = ("orbax_v1", "orbax")
 
 
-def workload(name: str, scale: float) -> dict:
+# ---------------------------------------------------------------- the worker process
+
+def _workload(name: str, scale: float):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
     rng = np.random.default_rng(0)
     if name == "a":
-        n = int((1 << 30) * scale) // 4
-        return {"x": rng.standard_normal(n, dtype=np.float32)}
+        return {"x": rng.standard_normal(int((1 << 30) * scale) // 4, dtype=np.float32)}
     if name == "b":
         layers, d = max(1, int(24 * scale)), 1024
         tree = {}
@@ -49,71 +53,143 @@ def workload(name: str, scale: float) -> dict:
                 **{f"norm{j}": np.ones(d, np.float32) for j in range(8)},
             }
         return tree
-    n = max(1, int(10_000 * scale))
-    tree = {f"p{i}": rng.standard_normal(16, dtype=np.float32) for i in range(n)}
-    tree.update({f"s{i}": float(i) for i in range(100)})
-    return tree
+    if name == "c":
+        n = max(1, int(10_000 * scale))
+        tree = {f"p{i}": rng.standard_normal(16, dtype=np.float32) for i in range(n)}
+        tree.update({f"s{i}": float(i) for i in range(100)})
+        return tree
+    mesh = jax.make_mesh((4, 2), ("data", "model"))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data", "model"))
+    rows = max(8, int((1 << 30) * 2 * scale) // (8 * 4 * 8192) // 8 * 8)
+    make = jax.jit(lambda k: jax.random.normal(k, (rows, 8192)), out_shardings=sharding)
+    return {f"w{i}": make(jax.random.key(i)) for i in range(8)}
 
 
-def nbytes(tree: dict) -> int:
-    total = 0
-    for v in tree.values():
-        total += nbytes(v) if isinstance(v, dict) else np.asarray(v).nbytes
-    return total
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def time_it(fn, *args) -> float:
+def _measure(fn):
+    """(seconds, peak RSS growth in bytes) of fn()."""
+    import gc
     gc.collect()
+    base, peak, done = _rss(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
+    result = fn()
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    peak[0] = max(peak[0], _rss())
+    del result
+    return seconds, max(0, peak[0] - base)
 
 
-def run(name: str, scale: float, repeats: int, root: str) -> list[str]:
-    tree = workload(name, scale)
-    size = nbytes(tree)
-    libs = {"orbax_v1": (lambda p: orbax_v1.save_pytree(p, tree),
-                         lambda p: orbax_v1.load(p))}
-    if real_orbax is not None:
-        libs["orbax 0.12"] = (lambda p: real_orbax.save(p, tree),
-                              lambda p: real_orbax.load(p))
-    times = {lib: {"save": [], "load": []} for lib in libs}
-    for r in range(repeats):
-        for lib, (save, load) in libs.items():  # interleaved
-            path = os.path.join(root, f"{name}-{lib.replace(' ', '_')}-{r}")
-            times[lib]["save"].append(time_it(save, path))
-            times[lib]["load"].append(time_it(load, path))
-            shutil.rmtree(path)
-    rows = []
-    for lib in libs:
-        s, l = (statistics.median(times[lib][k]) for k in ("save", "load"))
-        rows.append(f"| {name} | {lib} | {size / 2**20:,.0f} MiB | {s:.3f} | {size / s / 1e9:.2f} "
-                    f"| {l:.3f} | {size / l / 1e9:.2f} |")
-    if len(libs) == 2:
-        ours, theirs = (times[lib] for lib in libs)
-        rows.append(f"| {name} | ratio (orbax / ours) | | "
-                    f"{statistics.median(theirs['save']) / statistics.median(ours['save']):.1f}x | "
-                    f"| {statistics.median(theirs['load']) / statistics.median(ours['load']):.1f}x | |")
-    return rows
+def _evict(path: str) -> None:
+    for root, _, files in os.walk(path):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def worker(name: str, lib: str, scale: float, path: str) -> dict:
+    import jax
+    tree = _workload(name, scale)
+    jax.block_until_ready(tree)
+    nbytes = sum(x.nbytes for x in jax.tree.leaves(tree) if hasattr(x, "nbytes"))
+    if lib == "orbax_v1":
+        import orbax_v1 as api
+        save = lambda: api.save_pytree(path, tree)  # noqa: E731
+        load_path, kwargs = path, {}
+    else:
+        import orbax.checkpoint.experimental.v1 as api
+        save = lambda: api.save(path, tree)  # noqa: E731
+        load_path, kwargs = path, {}
+    abstract = None
+    if name == "d":  # restore onto the saved sharding, with both libraries
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                                sharding=x.sharding), tree)
+    save_s, save_rss = _measure(save)
+    files = sum(len(f) for _, _, f in os.walk(path))
+    del tree
+    _evict(path)
+    cold_s, cold_rss = _measure(lambda: api.load(load_path, abstract, **kwargs))
+    warm_s, warm_rss = _measure(lambda: api.load(load_path, abstract, **kwargs))
+    return {"bytes": nbytes, "save": save_s, "save_rss": save_rss, "files": files,
+            "cold": cold_s, "cold_rss": cold_rss, "warm": warm_s, "warm_rss": warm_rss}
+
+
+# ---------------------------------------------------------------- the driver
+
+def _run_worker(name, lib, scale, path) -> dict:
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+           "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, __file__, "--worker", name, lib, str(scale), path],
+                         capture_output=True, text=True, env=env, timeout=1800)
+    if out.returncode != 0:
+        raise RuntimeError(f"{lib} on ({name}) failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--scale", type=float, default=0.25)
+    parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", default="abc")
+    parser.add_argument("--only", default="abcd")
     parser.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    root = tempfile.mkdtemp(dir=args.dir)
+    if args.worker:
+        name, lib, scale, path = args.worker
+        print(json.dumps(worker(name, lib, float(scale), path)))
+        return
     try:
-        print("| workload | library | data | save s | save GB/s | load s | load GB/s |")
-        print("|---|---|---|---|---|---|---|")
+        import orbax.checkpoint  # noqa: F401
+        libs = LIBS
+    except ImportError:
+        libs = LIBS[:1]
+    root = tempfile.mkdtemp(dir=args.dir)
+    gib = 2 ** 30
+    print("| workload | library | data | save s (GB/s) | load cold s | load warm s (GB/s) "
+          "| save RSS growth | load RSS growth / data | files |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    try:
         for name in args.only:
-            for row in run(name, args.scale, args.repeats, root):
-                print(row, flush=True)
+            runs = {lib: [] for lib in libs}
+            for r in range(args.repeats):
+                for lib in libs:
+                    path = os.path.join(root, f"{name}-{lib}-{r}")
+                    runs[lib].append(_run_worker(name, lib, args.scale, path))
+                    shutil.rmtree(path, ignore_errors=True)
+            med = {lib: {k: statistics.median(x[k] for x in rs) for k in rs[0]}
+                   for lib, rs in runs.items()}
+            for lib, m in med.items():
+                size = m["bytes"]
+                print(f"| {name} | {lib} | {size / gib:.3f} GiB | {m['save']:.3f} "
+                      f"({size / m['save'] / 1e9:.2f}) | {m['cold']:.3f} | {m['warm']:.3f} "
+                      f"({size / m['warm'] / 1e9:.2f}) | {m['save_rss'] / gib:.3f} GiB "
+                      f"({m['save_rss'] / size:.0%}) | {m['warm_rss'] / gib:.3f} GiB "
+                      f"({m['warm_rss'] / size:.2f}x) | {m['files']:.0f} |", flush=True)
+            if len(med) == 2:
+                ours, theirs = med["orbax_v1"], med["orbax"]
+                print(f"| {name} | **orbax / ours** | | **{theirs['save'] / ours['save']:.1f}x** "
+                      f"| **{theirs['cold'] / ours['cold']:.1f}x** "
+                      f"| **{theirs['warm'] / ours['warm']:.1f}x** | | | |", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    if real_orbax is None:
+    if len(libs) == 1:
         print("(real orbax-checkpoint not installed: pip install -e '.[bench]' to compare)")
 
 

@@ -23,7 +23,7 @@ import tensorstore as ts
 from orbax_v1 import _zarr
 
 PROCESS_DIR_PREFIX = "ocdbt.process_"
-STAGED_BYTES_PER_COMMIT = 256 << 20  # bounds the memory a save holds in TensorStore
+STAGED_BYTES_PER_COMMIT = 32 << 20  # bounds the memory a save holds in TensorStore
 
 
 def new_context() -> ts.Context:

@@ -31,7 +31,7 @@ for _name in _ZARR3_NAMES:
     except TypeError:  # an older ml_dtypes without this float8 variant
         pass
 
-CHUNK_TARGET_BYTES = 64 << 20  # one chunk = one stored value; bounds copies in flight
+CHUNK_TARGET_BYTES = 16 << 20  # one chunk = one stored value; bounds copies in flight
 
 
 @functools.cache
@@ -58,25 +58,37 @@ def _fill_value(dtype: np.dtype):
 
 def chunk_shape(write_shape: tuple[int, ...], itemsize: int,
                 target: int | None = None) -> tuple[int, ...]:
+    """A chunk shape that tiles `write_shape` exactly and holds at most `target` bytes.
+
+    Zero-size dimensions are clamped to 1 (zarr needs positive chunk sizes). The
+    largest dimension is repeatedly cut by its smallest prime factor, so chunks never
+    straddle a shard boundary and never need padding. A dimension whose smallest factor
+    is large (a big prime) is left whole: such a chunk may exceed `target`.
+    """
     return _chunk_shape(tuple(write_shape), itemsize,
                         CHUNK_TARGET_BYTES if target is None else target)
 
 
+def _smallest_factor(n: int) -> int:
+    if n % 2 == 0:
+        return 2
+    for f in range(3, math.isqrt(n) + 1, 2):
+        if n % f == 0:
+            return f
+    return n
+
+
 @functools.lru_cache(maxsize=4096)
 def _chunk_shape(write_shape: tuple[int, ...], itemsize: int, target: int) -> tuple[int, ...]:
-    """A chunk shape that tiles `write_shape` exactly and holds at most `target` bytes.
-
-    Zero-size dimensions are clamped to 1 (zarr needs positive chunk sizes). The
-    largest dimension is repeatedly cut to its next smaller divisor, so chunks never
-    straddle a shard boundary and never need padding.
-    """
     shape = [max(1, d) for d in write_shape]
-    while math.prod(shape) * itemsize > target:
-        axis = max(range(len(shape)), key=lambda i: shape[i])
-        d = shape[axis]
-        if d == 1:
-            break
-        shape[axis] = next(c for c in range(d // 2, 0, -1) if d % c == 0)
+    splittable = set(range(len(shape)))
+    while math.prod(shape) * itemsize > target and splittable:
+        axis = max(splittable, key=lambda i: shape[i])
+        factor = _smallest_factor(shape[axis])
+        if shape[axis] == 1 or factor > 64:
+            splittable.discard(axis)
+            continue
+        shape[axis] //= factor
     return tuple(shape)
 
 

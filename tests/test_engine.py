@@ -78,9 +78,14 @@ def test_missing_data_files_are_a_typed_error(tmp_path, read_path):
 def test_chunks_follow_shards_and_never_straddle_them():
     assert _zarr.chunk_shape((4, 6), 4, target=1 << 20) == (4, 6)
     assert _zarr.chunk_shape((0, 5), 4) == (1, 5)
-    chunks = _zarr.chunk_shape((1024, 1024, 64), 4, target=64 << 20)
-    assert all(w % c == 0 for w, c in zip((1024, 1024, 64), chunks))
-    assert np.prod(chunks) * 4 <= 64 << 20
+    for shape in [(1024, 1024, 64), (3 * 5 * 7 * 11 * 13, 64), (2 ** 28,), (2 * 1000003, 8)]:
+        chunks = _zarr.chunk_shape(shape, 4, target=16 << 20)
+        assert all(w % c == 0 for w, c in zip(shape, chunks)), (shape, chunks)
+        if shape[0] != 2 * 1000003:
+            assert np.prod(chunks) * 4 <= 16 << 20, (shape, chunks)
+    # A large prime dimension stays whole rather than becoming millions of tiny chunks.
+    assert _zarr.chunk_shape((1000003,), 4, target=1024) == (1000003,)
+    assert _zarr.chunk_shape((2 * 1000003, 8), 4, target=1024) == (1000003, 1)
 
 
 def test_staged_bytes_are_bounded(tmp_path, monkeypatch):
