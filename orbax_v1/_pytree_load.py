@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import tensorstore as ts
 
-from orbax_v1 import _engine, _files, _pytree, _types, errors
+from orbax_v1 import _files, _pytree, _reader, _types, errors
 from orbax_v1._pytree_save import LAYOUT_KEY, SKELETON_KEY
 
 DATA_TYPES = ("jax.Array", "np.ndarray", "scalar", "string")
@@ -46,8 +46,8 @@ class StoredTree:
     custom_metadata: Any
     layout: dict | None = None  # our `array_layout`: param -> [shape, dtype, chunk shape]
 
-    def reader(self) -> _engine.ArrayReader:
-        return _engine.ArrayReader(self.directory, use_ocdbt=self.use_ocdbt,
+    def reader(self) -> _reader.ArrayReader:
+        return _reader.ArrayReader(self.directory, use_ocdbt=self.use_ocdbt,
                                    use_zarr3=self.use_zarr3, fill_missing=self.fill_missing,
                                    layout=self.layout)
 
@@ -147,7 +147,7 @@ def saved_shardings(stored: StoredTree) -> dict[str, jax.sharding.Sharding | Non
     return out
 
 
-def open_arrays(stored: StoredTree, reader: _engine.ArrayReader,
+def open_arrays(stored: StoredTree, reader: _reader.ArrayReader,
                 leaves: list[StoredLeaf]) -> dict[_pytree.Keys, Any]:
     """Opens the arrays of `leaves` concurrently; a damaged one is a typed error."""
     futures = reader.open([lf.name for lf in leaves])
@@ -155,7 +155,7 @@ def open_arrays(stored: StoredTree, reader: _engine.ArrayReader,
     for lf in leaves:
         handle = futures[lf.name]
         try:
-            out[lf.keys] = handle if isinstance(handle, _engine.SmallArray) else handle.result()
+            out[lf.keys] = handle if isinstance(handle, _reader.StoredArray) else handle.result()
         except Exception as e:  # noqa: BLE001 - TensorStore raises ValueError and others
             raise errors.CorruptCheckpointError(
                 f"Array {_pytree.keypath_str(lf.keys)} in {stored.directory} cannot be opened: "
@@ -164,7 +164,7 @@ def open_arrays(stored: StoredTree, reader: _engine.ArrayReader,
 
 
 def shape_dtype(handle: Any) -> tuple[tuple[int, ...], np.dtype]:
-    if isinstance(handle, _engine.SmallArray):
+    if isinstance(handle, _reader.StoredArray):
         return handle.shape, handle.dtype
     return tuple(handle.shape), handle.dtype.numpy_dtype
 

@@ -11,7 +11,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import orbax_v1 as ocp
-from orbax_v1 import _engine, _zarr, errors
+from orbax_v1 import _engine, _reader, _zarr, errors
 
 
 def tree():
@@ -29,10 +29,15 @@ def tree():
     }
 
 
-@pytest.fixture(params=["small-array reads", "tensorstore reads"])
+@pytest.fixture(params=["small-array reads", "chunked reads", "tensorstore reads"])
 def read_path(request, monkeypatch):
-    if request.param == "tensorstore reads":
-        monkeypatch.setattr(_engine, "SMALL_ARRAY_BYTES", -1)
+    """Each way an array can be read (the same files, written once per test)."""
+    if request.param == "chunked reads":  # many chunks, a small in-flight window
+        monkeypatch.setattr(_reader, "SMALL_ARRAY_BYTES", -1)
+        monkeypatch.setattr(_reader, "IN_FLIGHT_BYTES", 64)
+        monkeypatch.setattr(_zarr, "CHUNK_TARGET_BYTES", 32)
+    if request.param == "tensorstore reads":  # as for arrays another writer wrote
+        monkeypatch.setattr(_reader.ArrayReader, "_stored", lambda self, param: None)
     return request.param
 
 
@@ -60,10 +65,11 @@ def test_both_read_paths_agree(tmp_path, read_path):
 
 def test_damaged_data_is_a_typed_error(tmp_path, read_path):
     ocp.save_pytree(tmp_path / "c", {"x": np.arange(1000.0)})  # > 1 KiB: not inlined
-    data_dir = tmp_path / "c" / "pytree" / "ocdbt.process_0" / "d"
-    for f in os.listdir(data_dir):
-        with open(data_dir / f, "r+b") as fh:
-            fh.truncate(3)
+    for data_dir in (tmp_path / "c" / "pytree" / "d",
+                     tmp_path / "c" / "pytree" / "ocdbt.process_0" / "d"):
+        for f in os.listdir(data_dir):
+            with open(data_dir / f, "r+b") as fh:
+                fh.truncate(3)
     with pytest.raises(errors.CorruptCheckpointError, match=r"\('x',\)"):
         ocp.load(tmp_path / "c")
 
@@ -71,6 +77,7 @@ def test_damaged_data_is_a_typed_error(tmp_path, read_path):
 def test_missing_data_files_are_a_typed_error(tmp_path, read_path):
     ocp.save_pytree(tmp_path / "c", {"x": np.arange(1000.0)})  # > 1 KiB: not inlined
     shutil.rmtree(tmp_path / "c" / "pytree" / "ocdbt.process_0" / "d")
+    shutil.rmtree(tmp_path / "c" / "pytree" / "d")
     with pytest.raises(errors.CorruptCheckpointError, match=r"\('x',\)"):
         ocp.load(tmp_path / "c")
 

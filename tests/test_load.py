@@ -9,7 +9,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
 import orbax_v1 as ocp
-from orbax_v1 import _engine, errors
+from orbax_v1 import _reader, errors
 
 
 @pytest.fixture
@@ -67,8 +67,8 @@ def test_types_as_abstract_leaves(saved):
 def test_placeholder_skips_without_opening(saved, monkeypatch):
     path, tree = saved
     opened = []
-    real_open = _engine.ArrayReader.open
-    monkeypatch.setattr(_engine.ArrayReader, "open",
+    real_open = _reader.ArrayReader.open
+    monkeypatch.setattr(_reader.ArrayReader, "open",
                         lambda self, params: opened.extend(params) or real_open(self, params))
     out = ocp.load(path, {"w": ..., "b": {"c": ...}, "step": ..., "name": ..., "j": np.ndarray})
     assert opened == ["j"]
@@ -110,8 +110,8 @@ def test_metadata_reads_no_array_data(saved, monkeypatch):
     def forbidden(*a, **k):
         raise AssertionError("metadata() read array data")
 
-    monkeypatch.setattr(_engine.ArrayReader, "read_numpy", staticmethod(forbidden))
-    monkeypatch.setattr(_engine.ArrayReader, "read_sharded", staticmethod(forbidden))
+    monkeypatch.setattr(_reader.ArrayReader, "read_numpy", staticmethod(forbidden))
+    monkeypatch.setattr(_reader.ArrayReader, "read_sharded", staticmethod(forbidden))
     meta = ocp.metadata(path)
     assert meta.custom_metadata == {"epoch": 2}
     assert meta.commit_timestamp is not None and meta.init_timestamp <= meta.commit_timestamp
