@@ -79,7 +79,8 @@ class Checkpointer:
         self._preserve = preservation_policy or pp.PreserveAll()
         self._names = step_name_format or _steps.standard_name_format()
         self._read_only = read_only
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards self._infos
+        self._changing = threading.RLock()  # one scan, commit or deletion at a time
         self._pending: _background.AsyncResponse | None = None
         self._in_flight: sdp.PolicyCheckpointInfo | None = None
         self._closed = False
@@ -96,11 +97,15 @@ class Checkpointer:
         return self._root
 
     def reload(self) -> None:
-        """Rescans the root (for steps written by another process)."""
-        infos = [_steps.step_info(self._root, self._names, s)
-                 for s in _steps.find_all(self._root, self._names)]
-        with self._lock:
-            self._infos = infos
+        """Rescans the root (for steps written by another process).
+
+        Serialized with this object's own commits and deletions (`_changing`), so a
+        scan never overwrites a newer listing.
+        """
+        with self._changing:
+            infos = _steps.step_infos(self._root, self._names)
+            with self._lock:
+                self._infos = infos
 
     @property
     def checkpoints(self) -> list[CheckpointMetadata]:
@@ -206,21 +211,24 @@ class Checkpointer:
 
     def _committed(self, step: int) -> None:
         """After `step` committed: record it, then delete what the policy does not keep."""
-        info = _steps.step_info(self._root, self._names, step)
-        with self._lock:
-            infos = sorted([i for i in self._infos if i.step != step] + [info],
-                           key=lambda i: i.step)
-            self._infos = infos
-        keep = list(self._preserve.should_preserve(infos, context=pp.PreservationContext()))
-        keep[-1] = True  # the newest committed step is never deleted
-        for info_, kept in zip(infos, keep):
-            if not kept:
-                self._delete_committed(info_.step)
+        with self._changing:
+            info = _steps.step_info(self._root, self._names, step)
+            with self._lock:
+                infos = sorted([i for i in self._infos if i.step != step] + [info],
+                               key=lambda i: i.step)
+                self._infos = infos
+            keep = list(self._preserve.should_preserve(infos,
+                                                       context=pp.PreservationContext()))
+            keep[-1] = True  # the newest committed step is never deleted
+            for info_, kept in zip(infos, keep):
+                if not kept:
+                    self._delete_committed(info_.step)
 
     def _delete_committed(self, step: int) -> None:
-        _steps.delete_step_dir(self._step_dir(step))
-        with self._lock:
-            self._infos = [i for i in self._infos if i.step != step]
+        with self._changing:
+            _steps.delete_step_dir(self._step_dir(step))
+            with self._lock:
+                self._infos = [i for i in self._infos if i.step != step]
 
     def delete(self, step: int) -> None:
         """Deletes a committed step (whatever the preservation policy says)."""

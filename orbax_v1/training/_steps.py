@@ -61,10 +61,24 @@ def read_metrics(step_dir: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+def step_infos(root: str, name_format: NameFormat) -> list[PolicyCheckpointInfo]:
+    """Every committed step under `root`; one deleted meanwhile (by another process) is
+    left out."""
+    infos = []
+    for step in find_all(root, name_format):
+        try:
+            infos.append(step_info(root, name_format, step))
+        except FileNotFoundError:
+            continue
+    return infos
+
+
 def step_info(root: str, name_format: NameFormat, step: int) -> PolicyCheckpointInfo:
     step_dir = os.path.join(root, name_format.build_name(step))
     try:
         nsecs = _files.read_checkpoint_metadata(step_dir).get("commit_timestamp_nsecs")
+    except FileNotFoundError:
+        raise
     except Exception:  # noqa: BLE001 - a damaged metadata file still lists the step
         nsecs = None
     seconds = nsecs / 1e9 if isinstance(nsecs, int) else os.path.getmtime(step_dir)
