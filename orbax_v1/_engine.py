@@ -100,6 +100,10 @@ class ArrayWriter:
                 self._put(_zarr.chunk_key(param, index), _zarr.encode_chunk(piece))
         return chunks
 
+    def put(self, key: str, data: bytes) -> None:
+        """Stages one raw value (for the small-array pack)."""
+        self._put(key, data)
+
     def _put(self, key: str, data: bytes) -> None:
         self._staged_kv.write(key, data)  # staged in the transaction; commit reports failures
         self._staged += len(data)

@@ -6,6 +6,7 @@ streams the array data through the engine and writes the metadata files.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -16,7 +17,9 @@ import numpy as np
 from orbax_v1 import _engine, _files, _pytree, _zarr, errors
 
 SKELETON_KEY = "tree_structure"  # ours; real Orbax ignores unknown `_METADATA` keys
-LAYOUT_KEY = "array_layout"  # ours: param -> [shape, dtype, chunk shape] of plain-bytes arrays
+LAYOUT_KEY = "array_layout"  # ours: param -> [shape, dtype, chunk shape(, pack offset)]
+PACK_KEY = ".orbax_v1_pack"  # ours: small whole arrays, concatenated (see pack_offsets)
+PACK_MAX_BYTES = 1024
 _ARRAY_VALUE_TYPES = ("jax.Array", "np.ndarray", "scalar")
 
 
@@ -123,6 +126,12 @@ def write_local(directory: str, the_plan: Plan, *, process_index: int = 0,
     holds whole (numpy arrays, scalars) and every array's zarr metadata."""
     the_plan = snapshot(the_plan, copy=False)
     writer = _engine.ArrayWriter(directory, process_index, _engine.new_context())
+    if primary:
+        packed = pack_offsets(the_plan)
+        if packed:
+            writer.put(PACK_KEY, b"".join(_zarr.encode_chunk(lf.value.blocks[0][1])
+                                          for lf in the_plan.leaves
+                                          if _pytree.param_name(lf.keys) in packed))
     array_metadatas = []
     for lf in the_plan.leaves:
         if lf.value_type not in _ARRAY_VALUE_TYPES:
@@ -149,6 +158,8 @@ def write_global(directory: str, the_plan: Plan) -> None:
     """The primary's part, once every process wrote its own: merges the per-process
     databases into the root manifest and writes `_METADATA`, `_sharding`, `_strings.json`."""
     _engine.merge_process_databases(directory, _engine.new_context())
+    the_plan = snapshot(the_plan, copy=False)  # a no-op after write_local
+    packed = pack_offsets(the_plan)
     tree_metadata, shardings, strings, layout = {}, {}, {}, {}
     for lf in the_plan.leaves:
         name = _pytree.param_name(lf.keys)
@@ -157,6 +168,8 @@ def write_global(directory: str, the_plan: Plan) -> None:
             shape, dtype, array_write_shape, sharding = _array_info(lf.value)
             chunks = _zarr.chunk_shape(array_write_shape, dtype.itemsize)
             layout[name] = [list(shape), _zarr.zarr3_name(dtype), list(chunks)]
+            if name in packed:
+                layout[name].append(packed[name])
             if lf.value_type == "jax.Array":
                 write_shape = array_write_shape
                 encoded = _files.sharding_json(sharding)
@@ -178,6 +191,29 @@ def write_global(directory: str, the_plan: Plan) -> None:
         SKELETON_KEY: the_plan.skeleton,
         LAYOUT_KEY: layout,
     })
+
+
+def pack_offsets(the_plan: Plan) -> dict[str, int]:
+    """Where each small whole array sits in the pack (`PACK_KEY`), by param name.
+
+    Small arrays every process holds whole (numpy arrays and scalars, written by the
+    primary) are also stored concatenated under one extra key, which real Orbax never
+    reads, so that loading thousands of them costs one read. Their own zarr arrays are
+    written as usual. Empty if any array's keys would collide with the pack's key.
+    """
+    offsets, offset = {}, 0
+    for lf in the_plan.leaves:
+        if lf.value_type not in _ARRAY_VALUE_TYPES:
+            continue
+        name = _pytree.param_name(lf.keys)
+        if name == PACK_KEY or name.startswith(PACK_KEY + "/"):
+            return {}
+        host = lf.value
+        nbytes = math.prod(host.shape) * host.dtype.itemsize
+        if host.sharding is None and 0 < nbytes <= PACK_MAX_BYTES:
+            offsets[name] = offset
+            offset += nbytes
+    return offsets
 
 
 def _array_info(value: Any) -> tuple[tuple[int, ...], np.dtype, tuple[int, ...], Any]:

@@ -10,6 +10,7 @@ read.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ import numpy as np
 import tensorstore as ts
 
 from orbax_v1 import _engine, _zarr
+from orbax_v1._pytree_save import PACK_KEY
 
 SMALL_ARRAY_BYTES = 1 << 20  # single-chunk arrays up to this size are read up front
 IN_FLIGHT_BYTES = 64 << 20  # chunk reads waiting to be copied into a result, at most
@@ -34,6 +36,7 @@ class StoredArray:
     shape: tuple[int, ...]
     dtype: np.dtype
     chunks: tuple[int, ...]
+    pack_offset: int | None = None  # where it also sits in the small-array pack
 
     @property
     def nbytes(self) -> int:
@@ -62,6 +65,7 @@ class ArrayReader:
         self._layout = (layout or {}) if use_ocdbt and use_zarr3 else {}
         self._context = _engine.new_context()
         self._kv = None
+        self._pack_read = None
 
     def _stored(self, param: str) -> StoredArray | None:
         entry = self._layout.get(param)
@@ -70,7 +74,22 @@ class ArrayReader:
         shape, chunks = tuple(entry[0]), tuple(entry[2])
         if len(shape) != len(chunks):
             return None
-        return StoredArray(param, shape, _zarr.dtype_from_name(entry[1]), chunks)
+        offset = entry[3] if len(entry) > 3 and isinstance(entry[3], int) else None
+        return StoredArray(param, shape, _zarr.dtype_from_name(entry[1]), chunks, offset)
+
+    def _pack(self) -> Callable[[], bytes]:
+        """The small-array pack, read once (on first use) for every array in it."""
+        if self._pack_read is None:
+            future = self._kvstore().read(PACK_KEY)
+
+            def value() -> bytes:
+                result = future.result()
+                if result.state != "value":
+                    raise ValueError("the small-array pack is missing from the store")
+                return result.value
+
+            self._pack_read = functools.cache(value)
+        return self._pack_read
 
     def open(self, params: Sequence[str]) -> dict[str, Any]:
         """Starts opening every named array at once; metadata only, no data is read.
@@ -93,6 +112,9 @@ class ArrayReader:
             whole = tuple((0, d) for d in handle.shape)
             if 0 in handle.shape:
                 return lambda: np.zeros(handle.shape, dtype or handle.dtype)
+            if handle.pack_offset is not None:
+                pack = self._pack()
+                return lambda: _from_pack(pack(), handle, dtype)
             if handle.nbytes <= SMALL_ARRAY_BYTES and math.prod(
                     -(-max(d, 1) // c) for d, c in zip(handle.shape, handle.chunks)) == 1:
                 return self._read_region_now(handle, whole, dtype)
@@ -178,6 +200,15 @@ class ArrayReader:
                 dst.append(slice(lo - a, hi - a))
             np.copyto(out[(*dst, ...)], chunk[(*src, ...)], casting="unsafe")
         return out
+
+
+def _from_pack(pack: bytes, handle: StoredArray, dtype) -> np.ndarray:
+    count = math.prod(handle.shape)
+    if handle.pack_offset + count * handle.dtype.itemsize > len(pack):
+        raise ValueError(f"{handle.param!r} lies beyond the end of the small-array pack")
+    raw = np.frombuffer(pack, dtype=handle.dtype.newbyteorder("<"), count=count,
+                        offset=handle.pack_offset)
+    return raw.reshape(handle.shape).astype(dtype or handle.dtype)  # a writable copy
 
 
 def _region(index: tuple[slice, ...], shape: tuple[int, ...]) -> Region:

@@ -11,7 +11,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import orbax_v1 as ocp
-from orbax_v1 import _engine, _reader, _zarr, errors
+from orbax_v1 import _engine, _pytree_save, _reader, _zarr, errors
 
 
 def tree():
@@ -29,9 +29,12 @@ def tree():
     }
 
 
-@pytest.fixture(params=["small-array reads", "chunked reads", "tensorstore reads"])
+@pytest.fixture(params=["packed reads", "single-chunk reads", "chunked reads",
+                        "tensorstore reads"])
 def read_path(request, monkeypatch):
     """Each way an array can be read (the same files, written once per test)."""
+    if request.param != "packed reads":  # no small-array pack
+        monkeypatch.setattr(_pytree_save, "PACK_MAX_BYTES", 0)
     if request.param == "chunked reads":  # many chunks, a small in-flight window
         monkeypatch.setattr(_reader, "SMALL_ARRAY_BYTES", -1)
         monkeypatch.setattr(_reader, "IN_FLIGHT_BYTES", 64)
@@ -65,6 +68,14 @@ def test_both_read_paths_agree(tmp_path, read_path):
 
 def test_damaged_data_is_a_typed_error(tmp_path, read_path):
     ocp.save_pytree(tmp_path / "c", {"x": np.arange(1000.0)})  # > 1 KiB: not inlined
+    ocp.save_pytree(tmp_path / "t", {"x": np.arange(3.0)})  # tiny: inlined, in the pack
+    for data_dir in (tmp_path / "t" / "pytree" / "d",
+                     tmp_path / "t" / "pytree" / "ocdbt.process_0" / "d"):
+        for f in os.listdir(data_dir):
+            with open(data_dir / f, "r+b") as fh:
+                fh.truncate(3)
+    with pytest.raises(errors.CorruptCheckpointError, match=r"\('x',\)"):
+        ocp.load(tmp_path / "t")
     for data_dir in (tmp_path / "c" / "pytree" / "d",
                      tmp_path / "c" / "pytree" / "ocdbt.process_0" / "d"):
         for f in os.listdir(data_dir):
@@ -111,3 +122,31 @@ def test_staged_bytes_are_bounded(tmp_path, monkeypatch):
     ocp.save_pytree(tmp_path / "c", {"x": x})
     assert len(commits) >= 16 and max(commits) < 4096 + 1024 + 1024
     np.testing.assert_array_equal(ocp.load(tmp_path / "c")["x"], x)
+
+
+def test_the_small_array_pack_never_shadows_a_user_key(tmp_path):
+    tree = {"": {"orbax_v1_pack": np.arange(3)}, "x": np.ones(2)}  # param '.orbax_v1_pack'
+    ocp.save_pytree(tmp_path / "c", tree)
+    out = ocp.load(tmp_path / "c")
+    np.testing.assert_array_equal(out[""]["orbax_v1_pack"], np.arange(3))
+    np.testing.assert_array_equal(out["x"], np.ones(2))
+
+
+def test_small_arrays_come_from_the_pack(tmp_path, monkeypatch):
+    ocp.save_pytree(tmp_path / "c", {f"p{i}": np.full(4, i, np.float32) for i in range(50)})
+    reads = []
+    real_read = _reader.ArrayReader._kvstore
+
+    def counting_kvstore(self):
+        kv = real_read(self)
+
+        class Counting:
+            def read(self, key):
+                reads.append(key)
+                return kv.read(key)
+        return Counting()
+
+    monkeypatch.setattr(_reader.ArrayReader, "_kvstore", counting_kvstore)
+    out = ocp.load(tmp_path / "c")
+    assert reads == [_pytree_save.PACK_KEY]
+    assert all(out[f"p{i}"].tolist() == [i] * 4 for i in range(50))
