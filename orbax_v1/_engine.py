@@ -22,7 +22,7 @@ import tensorstore as ts
 from orbax_v1 import _zarr
 
 PROCESS_DIR_PREFIX = "ocdbt.process_"
-STAGED_BYTES_PER_COMMIT = 32 << 20  # bounds the memory a save holds in TensorStore
+STAGED_BYTES_PER_COMMIT = 32 << 20  # per commit; two batches at most are held in memory
 
 
 def new_context() -> ts.Context:
@@ -80,6 +80,7 @@ class ArrayWriter:
         self._txn = ts.Transaction()
         self._staged_kv = self._kv.with_transaction(self._txn)
         self._staged = 0
+        self._committing: ts.Future | None = None
 
     def write(self, param: str, shape: tuple[int, ...], dtype: np.dtype,
               write_shape: tuple[int, ...], blocks: Iterable[tuple[tuple[int, ...], np.ndarray]],
@@ -108,14 +109,23 @@ class ArrayWriter:
         self._staged_kv.write(key, data)  # staged in the transaction; commit reports failures
         self._staged += len(data)
         if self._staged >= STAGED_BYTES_PER_COMMIT:
-            self.flush()
+            self.flush(wait=False)
 
-    def flush(self) -> None:
-        """Commits what is staged; the data is durable on disk when this returns."""
-        self._txn.commit_async().result()
+    def flush(self, *, wait: bool = True) -> None:
+        """Commits what is staged; with `wait`, everything is durable when this returns.
+
+        Without `wait` the commit runs while the next batch is staged; at most one
+        commit is left in flight, so memory stays bounded by two batches.
+        """
+        if self._committing is not None:
+            self._committing.result()
+        self._committing = self._txn.commit_async()
         self._txn = ts.Transaction()
         self._staged_kv = self._kv.with_transaction(self._txn)
         self._staged = 0
+        if wait:
+            self._committing.result()
+            self._committing = None
 
 
 def merge_process_databases(item_dir: str, context: ts.Context) -> None:
