@@ -7,11 +7,12 @@ Workloads (sizes scale with --scale; 1.0 = the sizes of issue 4):
   b: ~1 GiB over ~300 transformer-shaped arrays (float32 and bfloat16)
   c: 10,000 float32 arrays of 16 elements plus 100 Python scalars
   d: 2 GiB as 8 float32 arrays sharded over 8 CPU devices (4x2 mesh)
-Each measurement runs in a fresh process (so peak RSS is its own), interleaving the two
-libraries, and the table shows medians. Loads use each library's defaults; for (d) both
+Each save and each load runs in a fresh process (so peak RSS is its own), interleaving
+the two libraries, and the table shows medians. Loads use each library's defaults; for (d) both
 load onto the saved 4x2 sharding. "cold" loads first evict the checkpoint's files from
 the page cache (posix_fadvise DONTNEED). RSS growth is the peak resident memory during
-the call minus the resident memory just before it, sampled every 2 ms.
+the call minus the resident memory just before it, sampled every 2 ms; for loads it is
+the first (cold) load of a fresh process, before the allocator holds any freed memory.
 This is a script, not a test: run it on request.
 """
 
@@ -104,31 +105,43 @@ def _evict(path: str) -> None:
                 os.close(fd)
 
 
-def worker(name: str, lib: str, scale: float, path: str) -> dict:
-    import jax
-    tree = _workload(name, scale)
-    jax.block_until_ready(tree)
-    nbytes = sum(x.nbytes for x in jax.tree.leaves(tree) if hasattr(x, "nbytes"))
+def _api(lib: str):
     if lib == "orbax_v1":
         import orbax_v1 as api
-        save = lambda: api.save_pytree(path, tree)  # noqa: E731
-        load_path, kwargs = path, {}
-    else:
-        import orbax.checkpoint.experimental.v1 as api
-        save = lambda: api.save(path, tree)  # noqa: E731
-        load_path, kwargs = path, {}
+        return api, lambda path, tree: api.save_pytree(path, tree)
+    import orbax.checkpoint.experimental.v1 as api
+    return api, lambda path, tree: api.save(path, tree)
+
+
+def worker(name: str, lib: str, scale: float, path: str, phase: str) -> dict:
+    """One phase in a fresh process: 'save' builds the workload and saves it; 'load'
+    loads it cold (files evicted from the page cache) and then warm."""
+    import jax
+    api, save = _api(lib)
+    if phase == "save":
+        tree = _workload(name, scale)
+        jax.block_until_ready(tree)
+        nbytes = sum(x.nbytes for x in jax.tree.leaves(tree) if hasattr(x, "nbytes"))
+        save_s, save_rss = _measure(lambda: save(path, tree))
+        files = sum(len(f) for _, _, f in os.walk(path))
+        return {"bytes": nbytes, "save": save_s, "save_rss": save_rss, "files": files}
     abstract = None
-    if name == "d":  # restore onto the saved sharding, with both libraries
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                                                sharding=x.sharding), tree)
-    save_s, save_rss = _measure(save)
-    files = sum(len(f) for _, _, f in os.walk(path))
-    del tree
+    if name == "d":  # restore onto the saved 4x2 sharding, with both libraries
+        mesh = jax.make_mesh((4, 2), ("data", "model"))
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data", "model"))
+        meta = _workload_shapes(name, scale)
+        abstract = {k: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+                    for k, (shape, dtype) in meta.items()}
     _evict(path)
-    cold_s, cold_rss = _measure(lambda: api.load(load_path, abstract, **kwargs))
-    warm_s, warm_rss = _measure(lambda: api.load(load_path, abstract, **kwargs))
-    return {"bytes": nbytes, "save": save_s, "save_rss": save_rss, "files": files,
-            "cold": cold_s, "cold_rss": cold_rss, "warm": warm_s, "warm_rss": warm_rss}
+    cold_s, cold_rss = _measure(lambda: api.load(path, abstract))
+    warm_s, warm_rss = _measure(lambda: api.load(path, abstract))
+    return {"cold": cold_s, "cold_rss": cold_rss, "warm": warm_s, "warm_rss": warm_rss}
+
+
+def _workload_shapes(name: str, scale: float) -> dict:
+    import numpy as np
+    rows = max(8, int((1 << 30) * 2 * scale) // (8 * 4 * 8192) // 8 * 8)
+    return {f"w{i}": ((rows, 8192), np.float32) for i in range(8)}
 
 
 # ---------------------------------------------------------------- the driver
@@ -136,11 +149,14 @@ def worker(name: str, lib: str, scale: float, path: str) -> dict:
 def _run_worker(name, lib, scale, path) -> dict:
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
            "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, __file__, "--worker", name, lib, str(scale), path],
-                         capture_output=True, text=True, env=env, timeout=1800)
-    if out.returncode != 0:
-        raise RuntimeError(f"{lib} on ({name}) failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = {}
+    for phase in ("save", "load"):
+        out = subprocess.run([sys.executable, __file__, "--worker", name, lib, str(scale), path,
+                              phase], capture_output=True, text=True, env=env, timeout=1800)
+        if out.returncode != 0:
+            raise RuntimeError(f"{lib} {phase} of ({name}) failed:\n{out.stderr[-3000:]}")
+        result.update(json.loads(out.stdout.strip().splitlines()[-1]))
+    return result
 
 
 def main() -> None:
@@ -149,11 +165,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="abcd")
     parser.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
-    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        name, lib, scale, path = args.worker
-        print(json.dumps(worker(name, lib, float(scale), path)))
+        name, lib, scale, path, phase = args.worker
+        print(json.dumps(worker(name, lib, float(scale), path, phase)))
         return
     try:
         import orbax.checkpoint  # noqa: F401
@@ -180,8 +196,8 @@ def main() -> None:
                 print(f"| {name} | {lib} | {size / gib:.3f} GiB | {m['save']:.3f} "
                       f"({size / m['save'] / 1e9:.2f}) | {m['cold']:.3f} | {m['warm']:.3f} "
                       f"({size / m['warm'] / 1e9:.2f}) | {m['save_rss'] / gib:.3f} GiB "
-                      f"({m['save_rss'] / size:.0%}) | {m['warm_rss'] / gib:.3f} GiB "
-                      f"({m['warm_rss'] / size:.2f}x) | {m['files']:.0f} |", flush=True)
+                      f"({m['save_rss'] / size:.0%}) | {m['cold_rss'] / gib:.3f} GiB "
+                      f"({m['cold_rss'] / size:.2f}x) | {m['files']:.0f} |", flush=True)
             if len(med) == 2:
                 ours, theirs = med["orbax_v1"], med["orbax"]
                 print(f"| {name} | **orbax / ours** | | **{theirs['save'] / ours['save']:.1f}x** "
