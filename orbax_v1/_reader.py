@@ -10,6 +10,7 @@ read.
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import math
@@ -24,7 +25,6 @@ import tensorstore as ts
 from orbax_v1 import _engine, _zarr
 from orbax_v1._pytree_save import PACK_KEY
 
-SMALL_ARRAY_BYTES = 1 << 20  # single-chunk arrays up to this size are read up front
 IN_FLIGHT_BYTES = 64 << 20  # chunk reads waiting to be copied into a result, at most
 
 
@@ -66,6 +66,7 @@ class ArrayReader:
         self._context = _engine.new_context()
         self._kv = None
         self._pack_read = None
+        self._queue: _ReadQueue | None = None
 
     def _stored(self, param: str) -> StoredArray | None:
         entry = self._layout.get(param)
@@ -115,10 +116,7 @@ class ArrayReader:
             if handle.pack_offset is not None:
                 pack = self._pack()
                 return lambda: _from_pack(pack(), handle, dtype)
-            if handle.nbytes <= SMALL_ARRAY_BYTES and math.prod(
-                    -(-max(d, 1) // c) for d, c in zip(handle.shape, handle.chunks)) == 1:
-                return self._read_region_now(handle, whole, dtype)
-            return lambda: self._read_region(handle, whole, dtype)
+            return self._read_region(handle, whole, dtype)
         store = handle
         if dtype is not None and np.dtype(dtype) != store.dtype.numpy_dtype:
             store = ts.cast(store, np.dtype(dtype))
@@ -131,11 +129,8 @@ class ArrayReader:
             shape = handle.shape
             index_map = sharding.addressable_devices_indices_map(shape)
             regions = {_region(index, shape) for index in index_map.values()}
-            if handle.nbytes <= SMALL_ARRAY_BYTES:
-                whole = self.read_numpy(handle, dtype)
-                read = lambda: (lambda w: {r: w[_slices(r)] for r in regions})(whole())  # noqa
-            else:
-                read = lambda: {r: self._read_region(handle, r, dtype) for r in regions}  # noqa
+            reads = {r: self._read_region(handle, r, dtype) for r in regions}
+            read = lambda: {r: finish() for r, finish in reads.items()}  # noqa: E731
         else:
             store = handle
             if dtype is not None and np.dtype(dtype) != store.dtype.numpy_dtype:
@@ -157,34 +152,22 @@ class ArrayReader:
 
         return finish
 
-    def _read_region_now(self, handle: StoredArray, region: Region, dtype):
-        """Issues the (single) chunk read now; the copy happens when finished."""
-        futures = {(0,) * len(handle.shape): self._kvstore().read(
-            _zarr.chunk_key(handle.param, (0,) * len(handle.shape)))}
-        return lambda: self._assemble(handle, region, dtype, iter(futures.items()))
-
-    def _read_region(self, handle: StoredArray, region: Region, dtype) -> np.ndarray:
-        """Reads the chunks overlapping `region`, never more than IN_FLIGHT_BYTES at once."""
+    def _read_region(self, handle: StoredArray, region: Region, dtype):
+        """Queues the reads of the chunks overlapping `region`; returns the finisher."""
+        if self._queue is None:
+            self._queue = _ReadQueue(self._kvstore(), IN_FLIGHT_BYTES)
         chunk_bytes = math.prod(handle.chunks) * handle.dtype.itemsize
-        window = max(1, IN_FLIGHT_BYTES // max(chunk_bytes, 1))
-        kv = self._kvstore()
-
-        def reads():
-            pending = []
-            for index in handle.chunk_indices(region):
-                pending.append((index, kv.read(_zarr.chunk_key(handle.param, index))))
-                if len(pending) >= window:
-                    yield pending.pop(0)
-            yield from pending
-
-        return self._assemble(handle, region, dtype, reads())
+        tickets = [(index, self._queue.add(_zarr.chunk_key(handle.param, index), chunk_bytes))
+                   for index in handle.chunk_indices(region)]
+        queue = self._queue
+        return lambda: self._assemble(handle, region, dtype,
+                                      ((index, queue.take(t)) for index, t in tickets))
 
     @staticmethod
     def _assemble(handle: StoredArray, region: Region, dtype, reads) -> np.ndarray:
         out = np.empty([b - a for a, b in region], dtype or handle.dtype)
         little = handle.dtype.newbyteorder("<")
-        for index, future in reads:
-            result = future.result()
+        for index, result in reads:
             if result.state != "value":
                 raise ValueError(f"chunk {index} of {handle.param!r} is missing from the store")
             start = [i * c for i, c in zip(index, handle.chunks)]
@@ -200,6 +183,48 @@ class ArrayReader:
                 dst.append(slice(lo - a, hi - a))
             np.copyto(out[(*dst, ...)], chunk[(*src, ...)], casting="unsafe")
         return out
+
+
+class _ReadQueue:
+    """The chunk reads of one load, issued in order, with at most `limit` bytes read
+    but not yet copied into a result (at least one read is always in flight).
+
+    Finishers take their chunks in the order they were queued, so reads of the next
+    arrays overlap the copying of the current one.
+    """
+
+    def __init__(self, kv: ts.KvStore, limit: int):
+        self._kv, self._limit = kv, limit
+        self._waiting: collections.deque = collections.deque()  # (ticket, key, nbytes)
+        self._issued: dict[int, tuple[Any, int]] = {}
+        self._in_flight = 0
+        self._tickets = itertools.count()
+
+    def add(self, key: str, nbytes: int) -> int:
+        ticket = next(self._tickets)
+        self._waiting.append((ticket, key, nbytes))
+        self._pump()
+        return ticket
+
+    def _issue(self) -> None:
+        ticket, key, nbytes = self._waiting.popleft()
+        self._issued[ticket] = (self._kv.read(key), nbytes)
+        self._in_flight += nbytes
+
+    def _pump(self) -> None:
+        while self._waiting and (not self._issued
+                                 or self._in_flight + self._waiting[0][2] <= self._limit):
+            self._issue()
+
+    def take(self, ticket: int) -> Any:
+        while ticket not in self._issued:  # taken out of order: issue up to it
+            self._issue()
+        future, nbytes = self._issued.pop(ticket)
+        try:
+            return future.result()
+        finally:
+            self._in_flight -= nbytes
+            self._pump()
 
 
 def _from_pack(pack: bytes, handle: StoredArray, dtype) -> np.ndarray:

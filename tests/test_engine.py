@@ -36,7 +36,6 @@ def read_path(request, monkeypatch):
     if request.param != "packed reads":  # no small-array pack
         monkeypatch.setattr(_pytree_save, "PACK_MAX_BYTES", 0)
     if request.param == "chunked reads":  # many chunks, a small in-flight window
-        monkeypatch.setattr(_reader, "SMALL_ARRAY_BYTES", -1)
         monkeypatch.setattr(_reader, "IN_FLIGHT_BYTES", 64)
         monkeypatch.setattr(_zarr, "CHUNK_TARGET_BYTES", 32)
     if request.param == "tensorstore reads":  # as for arrays another writer wrote

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from orbax_v1 import _api, _background, _checkpointables, _layout
+from orbax_v1 import _api, _background, _checkpointables, _layout, _multihost
 from orbax_v1._builtin_handlers import MetricsHandler, PyTreeHandler
 from orbax_v1._types import CheckpointMetadata as _FreeCheckpointMetadata
 from orbax_v1.training import _steps, errors
@@ -68,12 +68,16 @@ class Checkpointer:
       step_name_format: `standard_name_format(...)`; default `<step>`.
       custom_metadata: JSON stored once for the whole run (`root_metadata()`).
       read_only: never write or delete anything.
+      cleanup_tmp_directories: on open, delete what crashed saves left (directories in
+        Orbax's temporary naming, nothing else). Only the primary process does this,
+        so with several processes open every Checkpointer before the first save.
     """
 
     def __init__(self, root: Any, *, save_decision_policy: Any = None,
                  preservation_policy: Any = None,
                  step_name_format: _steps.NameFormat | None = None,
-                 custom_metadata: Any = None, read_only: bool = False):
+                 custom_metadata: Any = None, read_only: bool = False,
+                 cleanup_tmp_directories: bool = True):
         self._root = _checkpointables.abspath(root)
         self._decide = save_decision_policy or _default_save_policy()
         self._preserve = preservation_policy or pp.PreserveAll()
@@ -84,9 +88,10 @@ class Checkpointer:
         self._pending: _background.AsyncResponse | None = None
         self._in_flight: sdp.PolicyCheckpointInfo | None = None
         self._closed = False
-        if not read_only:
+        if not read_only and _multihost.is_primary():
             os.makedirs(self._root, exist_ok=True)
-            _steps.remove_temporary(self._root)
+            if cleanup_tmp_directories:
+                _steps.remove_temporary(self._root)
             if custom_metadata is not None:
                 _steps.write_root_metadata(self._root, custom_metadata)
         self.reload()
