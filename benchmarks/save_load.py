@@ -72,9 +72,11 @@ def _rss() -> int:
 
 
 def _measure(fn):
-    """(seconds, peak RSS growth in bytes) of fn()."""
+    """(seconds, peak RSS growth in bytes) of fn(), starting with no dirty pages to flush."""
     import gc
     gc.collect()
+    os.sync()  # so one run's writeback does not slow the next one down
+    time.sleep(1)
     base, peak, done = _rss(), [0], threading.Event()
 
     def sample():
