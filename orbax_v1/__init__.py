@@ -7,6 +7,7 @@
 
 from orbax_v1 import errors as errors
 from orbax_v1 import handlers as handlers
+from orbax_v1 import training as training
 from orbax_v1._api import checkpointables_metadata as checkpointables_metadata
 from orbax_v1._api import load as load
 from orbax_v1._api import load_async as load_async
@@ -57,4 +58,5 @@ __all__ = [
     "metadata",
     "pytree_metadata",
     "save_pytree",
+    "training",
 ]
