@@ -44,7 +44,6 @@ import textwrap
 import threading
 import time
 
-import jax
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -52,6 +51,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from orbax_v1.training import Checkpointer, errors
+from trees import tree_problem
 from orbax_v1.training import preservation_policies as pp
 from orbax_v1.training import save_decision_policies as sdp
 
@@ -85,34 +85,6 @@ _ns: dict = {}
 exec(TREE_SOURCE, _ns)
 make_tree = _ns["make_tree"]
 metrics_for = _ns["metrics_for"]
-
-
-def _leaf_problem(expected, got) -> str | None:
-    if isinstance(expected, jax.Array):
-        # Loaded without an abstract tree, a saved jax.Array comes back as host numpy.
-        if not isinstance(got, (jax.Array, np.ndarray)):
-            return f"expected an array, got {type(got)}"
-    elif type(got) is not type(expected):
-        return f"expected type {type(expected)}, got {type(got)}"
-    if isinstance(expected, (str, bool, int, float)) and not isinstance(expected, np.generic):
-        return None if got == expected else f"expected {expected!r}, got {got!r}"
-    e, g = np.asarray(expected), np.asarray(got)
-    if e.dtype != g.dtype or e.shape != g.shape:
-        return f"expected {e.dtype}{e.shape}, got {g.dtype}{g.shape}"
-    return None if np.array_equal(e, g) else f"expected {e!r}, got {g!r}"
-
-
-def tree_problem(expected, got) -> str | None:
-    """None when `got` equals `expected` exactly (structure, leaf types, dtypes, values)."""
-    e_leaves, e_def = jax.tree_util.tree_flatten_with_path(expected)
-    g_leaves, g_def = jax.tree_util.tree_flatten_with_path(got)
-    if e_def != g_def:
-        return f"tree structure differs: expected {e_def}, got {g_def}"
-    for (keypath, e), (_, g) in zip(e_leaves, g_leaves):
-        problem = _leaf_problem(e, g)
-        if problem:
-            return f"leaf {jax.tree_util.keystr(keypath)}: {problem}"
-    return None
 
 
 def call_with_timeout(fn, what, timeout_s=TIMEOUT_S):
