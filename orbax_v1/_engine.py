@@ -9,9 +9,8 @@ every array. The read side is `_reader`.
 from __future__ import annotations
 
 import itertools
-import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
