@@ -35,6 +35,7 @@ class PlannedLeaf:
 class Plan:
     leaves: list[PlannedLeaf]
     skeleton: Any
+    in_host_memory: bool = False  # set by `snapshot`
 
 
 def _value_type(leaf: _pytree.Leaf) -> str:
@@ -108,15 +109,17 @@ def snapshot(the_plan: Plan, *, copy: bool) -> Plan:
     This is the only part of a save that must run before the caller may touch its
     arrays again; with `copy=True` the caller may modify, donate or delete them.
     """
+    if the_plan.in_host_memory:
+        return the_plan
     _engine.start_device_to_host(lf.value for lf in the_plan.leaves)
     leaves = []
     for lf in the_plan.leaves:
-        if lf.value_type in _ARRAY_VALUE_TYPES and not isinstance(lf.value, _engine.HostArray):
+        if lf.value_type in _ARRAY_VALUE_TYPES:
             value = lf.value if isinstance(lf.value, (jax.Array, np.ndarray, np.generic)) else (
                 np.asarray(lf.value))
             lf = attrs.evolve(lf, value=_engine.to_host(value, copy=copy))
         leaves.append(lf)
-    return Plan(leaves, the_plan.skeleton)
+    return Plan(leaves, the_plan.skeleton, in_host_memory=True)
 
 
 def write_local(directory: str, the_plan: Plan, *, process_index: int = 0,
