@@ -1,9 +1,8 @@
 """The array engine's read side: every byte loaded comes through here.
 
 Arrays we wrote (their layout is in `_METADATA`) are read chunk by chunk straight from
-the key-value store into the result, with a bound on the bytes in flight, so a load
-holds little more than the arrays it returns; a small single-chunk array costs one
-read. Arrays other writers wrote go through TensorStore's zarr drivers, which read
+the key-value store into the result, through one queue per load with a bound on the
+bytes in flight; small whole arrays come from one packed value, read once. Arrays other writers wrote go through TensorStore's zarr drivers, which read
 every codec real Orbax used. Either way only the chunks a target sharding needs are
 read.
 """
