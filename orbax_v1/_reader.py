@@ -2,9 +2,9 @@
 
 Arrays we wrote (their layout is in `_METADATA`) are read chunk by chunk straight from
 the key-value store into the result, through one queue per load with a bound on the
-bytes in flight; small whole arrays come from one packed value, read once. Arrays other writers wrote go through TensorStore's zarr drivers, which read
-every codec real Orbax used. Either way only the chunks a target sharding needs are
-read.
+bytes in flight; small whole arrays come from one packed value, read once. Arrays
+other writers wrote go through TensorStore's zarr drivers, which read every codec
+real Orbax used. Either way only the chunks a target sharding needs are read.
 """
 
 from __future__ import annotations
