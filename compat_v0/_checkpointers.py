@@ -179,16 +179,7 @@ class AsyncCheckpointer(Checkpointer):
         return self._pending is not None and not self._pending[1].done()
 
     def wait_until_finished(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        _, response, committed = pending
-        try:
-            response.result(timeout=self._timeout)
-        except TimeoutError:
-            self._pending = pending  # still in flight: a later wait can finish it
-            raise
-        committed()
+        finish_pending(self)
 
     def check_for_errors(self) -> None:
         if self._pending is not None and self._pending[1].done():
@@ -231,3 +222,23 @@ class PyTreeCheckpointer(Checkpointer):
                               "compat_v0 saves from process 0")
         super().__init__(_handlers.PyTreeCheckpointHandler(
             use_ocdbt=use_ocdbt, use_zarr3=use_zarr3, use_compression=use_compression))
+
+
+def finish_pending(owner) -> bool:
+    """Waits for `owner._pending`, a `(path, response, committed)` save, then runs its
+    post-commit step; False if nothing was pending.
+
+    A failure is raised once (the save is no longer pending); on TimeoutError the save
+    is still in flight and stays pending, so a later wait can finish it.
+    """
+    pending, owner._pending = owner._pending, None
+    if pending is None:
+        return False
+    _, response, committed = pending
+    try:
+        response.result(timeout=owner._timeout)
+    except TimeoutError:
+        owner._pending = pending
+        raise
+    committed()
+    return True

@@ -20,7 +20,7 @@ from etils import epath
 import orbax_v1
 from compat_v0 import _direct, _handlers, errors
 from compat_v0 import _manager_options as mo
-from compat_v0._checkpointers import AsyncCheckpointer, Checkpointer
+from compat_v0._checkpointers import AsyncCheckpointer, Checkpointer, finish_pending
 from compat_v0._composite import CompositeCheckpointHandler
 from compat_v0.args import CheckpointArgs, Composite
 from compat_v0.options import unsupported
@@ -267,15 +267,7 @@ class CheckpointManager:
 
     def wait_until_finished(self) -> None:
         """Blocks until the save in flight committed; re-raises its error if it failed."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            _, response, committed = pending
-            try:
-                response.result(timeout=self._timeout)
-            except TimeoutError:
-                self._pending = pending  # still in flight: a later wait can finish it
-                raise
-            committed()
+        if finish_pending(self):
             self._ckptr.wait()
             self._prune_newest()
         self._ckptr.wait()

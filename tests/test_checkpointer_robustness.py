@@ -33,12 +33,9 @@
 from __future__ import annotations
 
 import os
-import queue
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import textwrap
 import threading
@@ -51,7 +48,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from orbax_v1.training import Checkpointer, errors
-from trees import tree_problem
+from crash_helpers import run_and_kill, tree_problem
 from orbax_v1.training import preservation_policies as pp
 from orbax_v1.training import save_decision_policies as sdp
 
@@ -185,47 +182,9 @@ def run_child(script, root, start, count, preserve, decide, wait_mode, *, kill_a
 
     Returns (returncode, committed steps in order, stderr text).
     """
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    stderr_path = f"{script}.{start}.stderr"
-    with open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, script, str(root), str(start), str(count), preserve, decide,
-             wait_mode, f"{script}.{start}.warmup"],
-            stdout=subprocess.PIPE, stderr=stderr, env=env, text=True)
-    lines: queue.Queue = queue.Queue()
-
-    def pump():
-        for line in proc.stdout:
-            lines.put(line.strip())
-        lines.put(None)
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        try:
-            first = lines.get(timeout=TIMEOUT_S)
-        except queue.Empty:
-            first = None
-        if first == "ready":
-            time.sleep(kill_after_s)
-            proc.send_signal(signal.SIGKILL)
-        returncode = proc.wait(timeout=TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=TIMEOUT_S)
-    reader.join(timeout=TIMEOUT_S)
-    assert not reader.is_alive(), f"{ctx}: child's stdout never closed"
-    proc.stdout.close()
-    rest = []
-    if first is not None:
-        while (line := lines.get_nowait()) is not None:
-            rest.append(line)
-    with open(stderr_path) as f:
-        err = f.read()
-    assert first == "ready", f"{ctx}: child did not start: first line {first!r}\n{err}"
-    assert all(line.startswith("committed ") for line in rest), f"{ctx}: {rest}\n{err}"
-    return returncode, [int(line.split()[1]) for line in rest], err
+    return run_and_kill([script, root, start, count, preserve, decide, wait_mode,
+                         f"{script}.{start}.warmup"], f"{script}.{start}.stderr",
+                        kill_after_s=kill_after_s, timeout_s=TIMEOUT_S, ctx=ctx)
 
 
 @pytest.fixture

@@ -24,21 +24,17 @@ would not compare equal to either.
 from __future__ import annotations
 
 import os
-import queue
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
-import time
 
 import pytest
 
 import orbax_v1
 from orbax_v1 import errors
-from trees import tree_problem
+from crash_helpers import run_and_kill, tree_problem
 
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 REPLACED_MARK = TMP_SUFFIX + "-replaced-"
@@ -166,47 +162,9 @@ def run_child(script, mode, target_dir, start, count, *, kill_after_s):
     `kill_after_s=None` lets it run (or die) on its own. Returns
     (returncode, committed indices in order, stderr text).
     """
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    stderr_path = f"{script}.{mode}.{start}.stderr"
-    with open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, script, mode, str(target_dir), str(start), str(count)],
-            stdout=subprocess.PIPE, stderr=stderr, env=env, text=True)
-    lines: queue.Queue = queue.Queue()
-
-    def pump():
-        for line in proc.stdout:
-            lines.put(line.strip())
-        lines.put(None)
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        try:
-            first = lines.get(timeout=CHILD_TIMEOUT_S)
-        except queue.Empty:
-            first = None
-        if first == "ready" and kill_after_s is not None:
-            time.sleep(kill_after_s)
-            proc.send_signal(signal.SIGKILL)
-        returncode = proc.wait(timeout=CHILD_TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=CHILD_TIMEOUT_S)
-    reader.join(timeout=CHILD_TIMEOUT_S)
-    assert not reader.is_alive(), "child's stdout never closed"
-    proc.stdout.close()
-    rest = []
-    if first is not None:  # else the queue holds nothing (or only what came after a timeout)
-        while (line := lines.get_nowait()) is not None:
-            rest.append(line)
-    with open(stderr_path) as f:
-        err = f.read()
-    assert first == "ready", f"child did not start: first line {first!r}\n{err}"
-    committed = [int(line.split()[1]) for line in rest]
-    assert all(line.startswith("committed ") for line in rest), rest
-    return returncode, committed, err
+    return run_and_kill([script, mode, target_dir, start, count],
+                        f"{script}.{mode}.{start}.stderr", kill_after_s=kill_after_s,
+                        timeout_s=CHILD_TIMEOUT_S)
 
 
 @pytest.fixture
