@@ -1,9 +1,10 @@
 """The array engine's write side: every byte saved goes through here.
 
-Each process stages its chunks into its own OCDBT database (`<item>/ocdbt.process_<i>`)
-through TensorStore transactions of bounded size, then the primary process merges
-every per-process database into the item's root manifest so any single reader sees
-every array. The read side is `_reader`.
+Each process writes its chunks into its own OCDBT database (`<item>/ocdbt.process_<i>`),
+encoding it itself (`_ocdbt`) and streaming the array bytes to one data file
+(`_datafile`); then the primary process merges every per-process database into the
+item's root manifest with TensorStore, so any single reader sees every array. The read
+side is `_reader`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import jax
 import numpy as np
 import tensorstore as ts
 
-from orbax_v1 import _zarr
+from orbax_v1 import _datafile, _files, _ocdbt, _zarr
 
 PROCESS_DIR_PREFIX = "ocdbt.process_"
-STAGED_BYTES_PER_COMMIT = 32 << 20  # per commit; two batches at most are held in memory
+LARGE_VALUE_BYTES = 1 << 20  # values this big start on an aligned offset in the data file
 
 
 def new_context() -> ts.Context:
@@ -71,60 +72,90 @@ def to_host(value: Any, *, copy: bool) -> HostArray:
 
 
 class ArrayWriter:
-    """Stages this process's chunks into `<item_dir>/ocdbt.process_<index>`."""
+    """Writes this process's chunks as the OCDBT database `<item_dir>/ocdbt.process_<i>`.
 
-    def __init__(self, item_dir: str, process_index: int, context: ts.Context):
-        path = os.path.join(item_dir, f"{PROCESS_DIR_PREFIX}{process_index}")
-        self._kv = ts.KvStore.open(_zarr.ocdbt_write_spec(path), context=context).result()
-        self._txn = ts.Transaction()
-        self._staged_kv = self._kv.with_transaction(self._txn)
-        self._staged = 0
-        self._committing: ts.Future | None = None
+    Values of more than `_ocdbt.MAX_INLINE_VALUE_BYTES` stream into one data file as
+    they come (`_datafile`), so memory stays bounded by its few buffers; smaller ones
+    (zarr metadata, tiny chunks) are kept for the b+tree's leaves. `close()` appends
+    the b+tree nodes, makes the data file durable, then writes the manifest. Nothing
+    is readable before the manifest exists.
+    """
+
+    def __init__(self, item_dir: str, process_index: int, *, expected_bytes: int = 0):
+        self._dir = os.path.join(item_dir, f"{PROCESS_DIR_PREFIX}{process_index}")
+        self._data_name = _ocdbt.new_data_file_name()
+        self._buffer_bytes = _datafile.buffer_bytes_for(expected_bytes)
+        self._file: _datafile.DataFile | None = None
+        self._entries: dict[bytes, _ocdbt.Entry] = {}
 
     def write(self, param: str, shape: tuple[int, ...], dtype: np.dtype,
               write_shape: tuple[int, ...], blocks: Iterable[tuple[tuple[int, ...], np.ndarray]],
               *, write_metadata: bool = True) -> tuple[int, ...]:
-        """Stages one array (its metadata and the given blocks); returns its chunk shape."""
+        """Writes one array (its metadata and the given blocks); returns its chunk shape."""
         dtype = np.dtype(dtype)
         chunks = _zarr.chunk_shape(write_shape, dtype.itemsize)
         if write_metadata:
-            self._put(_zarr.metadata_key(param),
-                      _zarr.zarr3_metadata(tuple(shape), dtype, tuple(chunks)))
+            self.put(_zarr.metadata_key(param),
+                     _zarr.zarr3_metadata(tuple(shape), dtype, tuple(chunks)))
         if 0 in shape:
             return chunks
         for origin, block in blocks:
             per_axis = [range(0, b, c) for b, c in zip(block.shape, chunks)]
             for offsets in itertools.product(*per_axis):
                 index = tuple((o + off) // c for o, off, c in zip(origin, offsets, chunks))
-                piece = block[tuple(slice(off, off + c) for off, c in zip(offsets, chunks))]
-                self._put(_zarr.chunk_key(param, index), _zarr.encode_chunk(piece))
+                piece = block[(*(slice(off, off + c) for off, c in zip(offsets, chunks)), ...)]
+                self.put(_zarr.chunk_key(param, index), piece)
         return chunks
 
-    def put(self, key: str, data: bytes) -> None:
-        """Stages one raw value (for the small-array pack)."""
-        self._put(key, data)
+    def put(self, key: str, data: bytes | np.ndarray) -> None:
+        """Writes one value: bytes, or an array's C-order little-endian bytes."""
+        encoded = key.encode()
+        if encoded in self._entries:
+            raise ValueError(f"key {key!r} written twice into {self._dir}")
+        nbytes = data.nbytes if isinstance(data, np.ndarray) else len(data)
+        if nbytes <= _ocdbt.MAX_INLINE_VALUE_BYTES:
+            inline = _zarr.encode_chunk(data) if isinstance(data, np.ndarray) else bytes(data)
+            self._entries[encoded] = _ocdbt.Entry(encoded, nbytes, inline=inline)
+            return
+        file = self._data_file()
+        if nbytes >= LARGE_VALUE_BYTES:
+            file.pad_to(_datafile.ALIGN)  # so that it can be read straight into place
+        self._entries[encoded] = _ocdbt.Entry(encoded, nbytes, offset=file.append(data))
 
-    def _put(self, key: str, data: bytes) -> None:
-        self._staged_kv.write(key, data)  # staged in the transaction; commit reports failures
-        self._staged += len(data)
-        if self._staged >= STAGED_BYTES_PER_COMMIT:
-            self.flush(wait=False)
+    def _data_file(self) -> _datafile.DataFile:
+        if self._file is None:
+            os.makedirs(os.path.join(self._dir, "d"), exist_ok=True)
+            self._file = _datafile.DataFile(os.path.join(self._dir, self._data_name),
+                                            buffer_bytes=self._buffer_bytes)
+        return self._file
 
-    def flush(self, *, wait: bool = True) -> None:
-        """Commits what is staged; with `wait`, everything is durable when this returns.
+    def close(self) -> None:
+        """Appends the b+tree, syncs the data file, then writes the manifest (durably)."""
+        if not self._entries:
+            return
+        entries = [self._entries[k] for k in sorted(self._entries)]
+        file = self._data_file()
+        leaves = []
+        for group in _ocdbt.leaf_groups(entries):
+            node = _ocdbt.leaf_node(group, self._data_name)
+            leaves.append(_ocdbt.NodeRef(
+                file.append(node), len(node), len(group), len(node),
+                sum(e.length for e in group if e.inline is None), group[0].key))
+        root, height = leaves[0], 0
+        if len(leaves) > 1:
+            node = _ocdbt.interior_node(leaves, self._data_name)
+            root = _ocdbt.NodeRef(file.append(node), len(node), len(entries),
+                                  len(node) + sum(c.tree_bytes for c in leaves),
+                                  sum(c.indirect_bytes for c in leaves))
+            height = 1
+        file.close()
+        _files.write_bytes(os.path.join(self._dir, "manifest.ocdbt"),
+                           _ocdbt.manifest(root, height, self._data_name))
 
-        Without `wait` the commit runs while the next batch is staged; at most one
-        commit is left in flight, so memory stays bounded by two batches.
-        """
-        if self._committing is not None:
-            self._committing.result()
-        self._committing = self._txn.commit_async()
-        self._txn = ts.Transaction()
-        self._staged_kv = self._kv.with_transaction(self._txn)
-        self._staged = 0
-        if wait:
-            self._committing.result()
-            self._committing = None
+    def abort(self) -> None:
+        """Stops after a failure: the data file's writers end, nothing is committed."""
+        if self._file is not None:
+            self._file.abort()
 
 
 def merge_process_databases(item_dir: str, context: ts.Context) -> None:

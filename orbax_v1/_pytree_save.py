@@ -128,7 +128,30 @@ def write_local(directory: str, the_plan: Plan, *, process_index: int = 0,
     `array_metadatas/process_<i>`. The primary also writes arrays every process
     holds whole (numpy arrays, scalars) and every array's zarr metadata."""
     the_plan = snapshot(the_plan, copy=False)
-    writer = _engine.ArrayWriter(directory, process_index, _engine.new_context())
+    writer = _engine.ArrayWriter(directory, process_index,
+                                 expected_bytes=_local_bytes(the_plan, primary=primary))
+    try:
+        array_metadatas = _write_arrays(writer, the_plan, primary=primary)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    if array_metadatas:
+        os.makedirs(os.path.join(directory, _files.ARRAY_METADATAS), exist_ok=True)
+        _files.write_json(os.path.join(directory, _files.ARRAY_METADATAS,
+                                       f"process_{process_index}"),
+                          {"array_metadatas": array_metadatas})
+
+
+def _local_bytes(the_plan: Plan, *, primary: bool) -> int:
+    """How many array bytes this process writes (to size the writer's buffers)."""
+    return sum(block.nbytes for lf in the_plan.leaves if lf.value_type in _ARRAY_VALUE_TYPES
+               and (primary or lf.value.sharding is not None)
+               for _, block in lf.value.blocks)
+
+
+def _write_arrays(writer: _engine.ArrayWriter, the_plan: Plan, *, primary: bool) -> list:
+    """Writes every array this process owns; returns its `array_metadatas` entries."""
     if primary:
         packed = pack_offsets(the_plan)
         if packed:
@@ -149,12 +172,7 @@ def write_local(directory: str, the_plan: Plan, *, process_index: int = 0,
             array_metadatas.append({"array_metadata": {
                 "param_name": name, "write_shape": list(host.write_shape),
                 "chunk_shape": list(chunks), "ext_metadata": None}})
-    writer.flush()
-    if array_metadatas:
-        os.makedirs(os.path.join(directory, _files.ARRAY_METADATAS), exist_ok=True)
-        _files.write_json(os.path.join(directory, _files.ARRAY_METADATAS,
-                                       f"process_{process_index}"),
-                          {"array_metadatas": array_metadatas})
+    return array_metadatas
 
 
 def write_global(directory: str, the_plan: Plan) -> None:

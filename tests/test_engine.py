@@ -105,25 +105,6 @@ def test_chunks_follow_shards_and_never_straddle_them():
     assert _zarr.chunk_shape((2 * 1000003, 8), 4, target=1024) == (1000003, 1)
 
 
-def test_staged_bytes_are_bounded(tmp_path, monkeypatch):
-    """The writer commits whenever STAGED_BYTES_PER_COMMIT are staged (bounded memory)."""
-    monkeypatch.setattr(_pytree_save, "PACK_MAX_BYTES", 0)
-    commits = []
-    real_flush = _engine.ArrayWriter.flush
-
-    def counting_flush(self, **kwargs):
-        commits.append(self._staged)
-        real_flush(self, **kwargs)
-
-    monkeypatch.setattr(_engine, "STAGED_BYTES_PER_COMMIT", 4096)
-    monkeypatch.setattr(_zarr, "CHUNK_TARGET_BYTES", 1024)
-    monkeypatch.setattr(_engine.ArrayWriter, "flush", counting_flush)
-    x = np.arange(16 * 1024, dtype=np.float32).reshape(64, 256)  # 64 KiB in 1 KiB chunks
-    ocp.save_pytree(tmp_path / "c", {"x": x})
-    assert len(commits) >= 16 and max(commits) < 4096 + 1024 + 1024
-    np.testing.assert_array_equal(ocp.load(tmp_path / "c")["x"], x)
-
-
 def test_the_small_array_pack_never_shadows_a_user_key(tmp_path):
     tree = {"": {"orbax_v1_pack": np.arange(3)}, "x": np.ones(2)}  # param '.orbax_v1_pack'
     ocp.save_pytree(tmp_path / "c", tree)
