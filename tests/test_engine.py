@@ -11,7 +11,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import orbax_v1 as ocp
-from orbax_v1 import _engine, _pytree_save, _reader, _zarr, errors
+from orbax_v1 import _pytree_save, _reader, _zarr, errors
 
 
 def tree():

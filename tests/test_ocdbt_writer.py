@@ -28,7 +28,8 @@ def test_varint():
     assert _ocdbt.varint(100_000_000) == bytes.fromhex("80c2d72f")
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(db=databases)
 def test_leaf_nodes_match_tensorstore_byte_for_byte(tmp_path_factory, db):
     """TensorStore writes a database (uncompressed nodes); our encoding of the same
@@ -80,7 +81,8 @@ def _read_all(path):
     return {k: kv.read(k).result().value for k in kv.list().result()}
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(db=databases,
        max_node_bytes=st.sampled_from([_ocdbt.MAX_DECODED_NODE_BYTES, 300, 2000]))
 def test_tensorstore_reads_what_we_write(tmp_path_factory, db, max_node_bytes):
@@ -154,7 +156,7 @@ def test_without_o_direct_the_same_bytes_are_written(tmp_path, monkeypatch):
     assert not f.direct
     assert f.append(b"x" * 5000) == 0 and f.append(np.arange(3, dtype="<u2")) == 5000
     assert f.close() == 5006
-    assert open(tmp_path / "f", "rb").read() == b"x" * 5000 + np.arange(3, dtype="<u2").tobytes()
+    assert (tmp_path / "f").read_bytes() == b"x" * 5000 + np.arange(3, dtype="<u2").tobytes()
 
 
 @pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="no O_DIRECT on this platform")
@@ -163,7 +165,7 @@ def test_o_direct_file_is_truncated_to_its_length(tmp_path):
     f.append(b"abc")
     f.append(np.arange(3000, dtype=np.int32))
     assert f.close() == 12003 == os.path.getsize(tmp_path / "f")
-    data = open(tmp_path / "f", "rb").read()
+    data = (tmp_path / "f").read_bytes()
     assert data[:3] == b"abc" and data[3:] == np.arange(3000, dtype="<i4").tobytes()
 
 
