@@ -103,11 +103,22 @@ class DataFile:
             array = array.astype(array.dtype.newbyteorder("<"))
         if array.flags.c_contiguous:
             self._append_flat(array.reshape(-1).view(np.uint8))
-        elif array.ndim > 1 and array[0].nbytes >= MIN_BUFFER_BYTES:
-            for row in array:  # a strided block: its rows may still be contiguous
-                self._append_array(row)
-        else:
-            self._append_flat(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+            return
+        # A strided block (a chunk cut across a trailing axis): copy whole leading rows
+        # straight into the buffer in C order, and split a row only where it straddles.
+        while len(array):
+            rows = min(len(array), (self._size - self._filled) // array[0].nbytes)
+            if rows == 0:
+                self._append_array(array[0])
+                array = array[1:]
+                continue
+            nbytes = rows * array[0].nbytes
+            target = self._buffer[self._filled:self._filled + nbytes]
+            np.copyto(target.view(array.dtype).reshape((rows, *array.shape[1:])), array[:rows])
+            self._filled += nbytes
+            array = array[rows:]
+            if self._filled == self._size:
+                self._submit()
 
     def _append_flat(self, flat: np.ndarray) -> None:
         while flat.size:

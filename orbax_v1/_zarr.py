@@ -61,9 +61,11 @@ def chunk_shape(write_shape: tuple[int, ...], itemsize: int,
     """A chunk shape that tiles `write_shape` exactly and holds at most `target` bytes.
 
     Zero-size dimensions are clamped to 1 (zarr needs positive chunk sizes). The
-    largest dimension is repeatedly cut by its smallest prime factor, so chunks never
-    straddle a shard boundary and never need padding. A dimension whose smallest factor
-    is large (a big prime) is left whole: such a chunk may exceed `target`.
+    leading dimension is repeatedly cut by its smallest prime factor, then the next
+    one, so chunks never straddle a shard boundary, never need padding, and are
+    contiguous runs of the shard's bytes wherever they can be (written and read in
+    place, with no reshuffling copy). A dimension whose smallest factor is large (a
+    big prime) is left whole: such a chunk may exceed `target`.
     """
     return _chunk_shape(tuple(write_shape), itemsize,
                         CHUNK_TARGET_BYTES if target is None else target)
@@ -81,12 +83,11 @@ def _smallest_factor(n: int) -> int:
 @functools.lru_cache(maxsize=4096)
 def _chunk_shape(write_shape: tuple[int, ...], itemsize: int, target: int) -> tuple[int, ...]:
     shape = [max(1, d) for d in write_shape]
-    splittable = set(range(len(shape)))
-    while math.prod(shape) * itemsize > target and splittable:
-        axis = max(splittable, key=lambda i: shape[i])
+    axis = 0
+    while math.prod(shape) * itemsize > target and axis < len(shape):
         factor = _smallest_factor(shape[axis])
         if shape[axis] == 1 or factor > 64:
-            splittable.discard(axis)
+            axis += 1
             continue
         shape[axis] //= factor
     return tuple(shape)
