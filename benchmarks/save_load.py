@@ -1,6 +1,7 @@
 """Save and load: orbax_v1 next to the real orbax-checkpoint, one table.
 
     python benchmarks/save_load.py [--scale 1.0] [--repeats 3] [--only abcd]
+                                   [--libs orbax_v1,orbax]
 
 Workloads (sizes scale with --scale; 1.0 = the sizes of issue 4):
   a: one float32 array of 1 GiB
@@ -167,17 +168,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="abcd")
     parser.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
+    parser.add_argument("--libs", default=",".join(LIBS),
+                        help="comma-separated: orbax_v1 (ours), orbax (the real one)")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         name, lib, scale, path, phase = args.worker
         print(json.dumps(worker(name, lib, float(scale), path, phase)))
         return
+    libs = tuple(lib for lib in LIBS if lib in args.libs.split(","))
     try:
         import orbax.checkpoint  # noqa: F401
-        libs = LIBS
     except ImportError:
-        libs = LIBS[:1]
+        libs = tuple(lib for lib in libs if lib != "orbax")
     root = tempfile.mkdtemp(dir=args.dir)
     gib = 2 ** 30
     print("| workload | library | data | save s (GB/s) | load cold s | load warm s (GB/s) "
@@ -207,7 +210,7 @@ def main() -> None:
                       f"| **{theirs['warm'] / ours['warm']:.1f}x** | | | |", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    if len(libs) == 1:
+    if "orbax" not in libs and "orbax" in args.libs.split(","):
         print("(real orbax-checkpoint not installed: pip install -e '.[bench]' to compare)")
 
 
