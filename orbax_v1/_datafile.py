@@ -41,12 +41,19 @@ def aligned_empty(nbytes: int) -> np.ndarray:
 
 
 def _open(path: str) -> tuple[int, bool]:
+    """Opens a new file with O_DIRECT if the filesystem takes it (tried with one aligned
+    block, which the data overwrites or `close` truncates), else without."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     direct = getattr(os, "O_DIRECT", 0)
     if direct:
+        fd = None
         try:
-            return os.open(path, flags | direct, 0o644), True
+            fd = os.open(path, flags | direct, 0o644)
+            os.pwrite(fd, aligned_empty(ALIGN), 0)
+            return fd, True
         except OSError as e:
+            if fd is not None:
+                os.close(fd)
             if e.errno != errno.EINVAL:
                 raise
             if os.path.exists(path):
