@@ -1,18 +1,20 @@
 """The array engine's read side: every byte loaded comes through here.
 
 Arrays we wrote (their layout is in `_METADATA`) are read chunk by chunk straight from
-the key-value store into the result, through one queue per load with a bound on the
-bytes in flight; small whole arrays come from one packed value, read once. Arrays
+the data files into a page-aligned result: the first chunk read finds where every value
+lies (`_locate`), then `_fileread` reads each chunk with `preadv` into its place, or
+through a bounded temporary buffer where it must be reshaped or cast. Small whole
+arrays come from one packed value, read once. Arrays
 other writers wrote go through TensorStore's zarr drivers, which read every codec
 real Orbax used. Either way only the chunks a target sharding needs are read.
 """
 
 from __future__ import annotations
 
-import collections
 import functools
 import itertools
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,10 +23,10 @@ import jax
 import numpy as np
 import tensorstore as ts
 
-from orbax_v1 import _engine, _zarr
+from orbax_v1 import _engine, _fileread, _locate, _zarr
 from orbax_v1._pytree_save import PACK_KEY
 
-IN_FLIGHT_BYTES = 64 << 20  # chunk reads waiting to be copied into a result, at most
+IN_FLIGHT_BYTES = 64 << 20  # temporary buffers of chunks being cast or reshaped, at most
 
 
 @attrs.frozen
@@ -55,6 +57,8 @@ class ArrayReader:
 
     `open` gives a handle per array: a `StoredArray` (no I/O needed) or a TensorStore.
     The `read_*` methods start reading and return a function that finishes the read.
+    `close()` (or leaving a `with` block) ends the load: it waits for the reads still in
+    flight and closes the data files.
     """
 
     def __init__(self, item_dir: str, *, use_ocdbt: bool, use_zarr3: bool, fill_missing: bool,
@@ -65,7 +69,8 @@ class ArrayReader:
         self._context = _engine.new_context()
         self._kv = None
         self._pack_read = None
-        self._queue: _ReadQueue | None = None
+        self._located: dict[bytes, _locate.Location] | None = None
+        self._files: _fileread.FileReader | None = None
 
     def _stored(self, param: str) -> StoredArray | None:
         entry = self._layout.get(param)
@@ -151,80 +156,97 @@ class ArrayReader:
 
         return finish
 
-    def _read_region(self, handle: StoredArray, region: Region, dtype):
-        """Queues the reads of the chunks overlapping `region`; returns the finisher."""
-        if self._queue is None:
-            self._queue = _ReadQueue(self._kvstore(), IN_FLIGHT_BYTES)
-        chunk_bytes = math.prod(handle.chunks) * handle.dtype.itemsize
-        tickets = [(index, self._queue.add(_zarr.chunk_key(handle.param, index), chunk_bytes))
-                   for index in handle.chunk_indices(region)]
-        queue = self._queue
-        return lambda: self._assemble(handle, region, dtype,
-                                      ((index, queue.take(t)) for index, t in tickets))
-
-    @staticmethod
-    def _assemble(handle: StoredArray, region: Region, dtype, reads) -> np.ndarray:
-        out = np.empty([b - a for a, b in region], dtype or handle.dtype)
-        little = handle.dtype.newbyteorder("<")
-        for index, result in reads:
-            if result.state != "value":
-                raise ValueError(f"chunk {index} of {handle.param!r} is missing from the store")
-            start = [i * c for i, c in zip(index, handle.chunks)]
-            chunk = np.frombuffer(result.value, dtype=little)
-            if chunk.size != math.prod(handle.chunks):
-                raise ValueError(f"chunk {index} of {handle.param!r} holds {chunk.size} values, "
-                                 f"expected {math.prod(handle.chunks)}")
-            chunk = chunk.reshape(handle.chunks)
-            src, dst = [], []
-            for (a, b), s, c in zip(region, start, handle.chunks):
-                lo, hi = max(a, s), min(b, s + c)
-                src.append(slice(lo - s, hi - s))
-                dst.append(slice(lo - a, hi - a))
-            np.copyto(out[(*dst, ...)], chunk[(*src, ...)], casting="unsafe")
-        return out
-
-
-class _ReadQueue:
-    """The chunk reads of one load, issued in order, with at most `limit` bytes read
-    but not yet copied into a result (at least one read is always in flight).
-
-    Finishers take their chunks in the order they were queued, so reads of the next
-    arrays overlap the copying of the current one.
-    """
-
-    def __init__(self, kv: ts.KvStore, limit: int):
-        self._kv, self._limit = kv, limit
-        self._waiting: collections.deque = collections.deque()  # (ticket, key, nbytes)
-        self._issued: dict[int, tuple[Any, int]] = {}
-        self._in_flight = 0
-        self._tickets = itertools.count()
-
-    def add(self, key: str, nbytes: int) -> int:
-        ticket = next(self._tickets)
-        self._waiting.append((ticket, key, nbytes))
-        self._pump()
-        return ticket
-
-    def _issue(self) -> None:
-        ticket, key, nbytes = self._waiting.popleft()
-        self._issued[ticket] = (self._kv.read(key), nbytes)
-        self._in_flight += nbytes
-
-    def _pump(self) -> None:
-        while self._waiting and (not self._issued
-                                 or self._in_flight + self._waiting[0][2] <= self._limit):
-            self._issue()
-
-    def take(self, ticket: int) -> Any:
-        while ticket not in self._issued:  # taken out of order: issue up to it
-            self._issue()
-        future, nbytes = self._issued.pop(ticket)
+    def _read_region(self, handle: StoredArray, region: Region, dtype) -> Callable[[], np.ndarray]:
+        """Starts reading the chunks overlapping `region` into a new page-aligned array;
+        returns the finisher. Any failure is raised by the finisher, not here."""
+        out = _fileread.aligned_empty(tuple(b - a for a, b in region), dtype or handle.dtype)
         try:
-            return future.result()
-        finally:
-            self._in_flight -= nbytes
-            self._pump()
+            reads = self._start_chunk_reads(handle, region, out)
+        except Exception as e:  # noqa: BLE001 - reported when the caller finishes the read
+            error = e
 
+            def fail() -> np.ndarray:
+                raise error
+            return fail
+
+        def finish() -> np.ndarray:
+            for read in reads:
+                read.result()
+            return out
+
+        return finish
+
+    def _start_chunk_reads(self, handle: StoredArray, region: Region, out: np.ndarray) -> list:
+        values = self._values()
+        if self._files is None:
+            self._files = _fileread.FileReader(IN_FLIGHT_BYTES)
+        chunk_bytes = math.prod(handle.chunks) * handle.dtype.itemsize
+        direct = sys.byteorder == "little" and out.dtype == handle.dtype
+        flat = out.reshape(-1).view(np.uint8)
+        reads = []
+        for index in handle.chunk_indices(region):
+            where = values.get(_zarr.chunk_key(handle.param, index).encode())
+            length = len(where) if isinstance(where, bytes) else getattr(where, "length", 0)
+            if where is None or length != chunk_bytes:
+                what = "is missing from the store" if where is None else (
+                    f"holds {length} bytes, expected {chunk_bytes}")
+                raise ValueError(f"chunk {index} of {handle.param!r} {what}")
+            start = [i * c for i, c in zip(index, handle.chunks)]
+            src, dst = _overlap(region, start, handle.chunks)
+            if isinstance(where, bytes):  # a tiny chunk, inline in the tree
+                _copy_chunk(handle, out, src, dst, where)
+            elif direct and _lands_contiguously(region, start, handle.chunks):
+                offset = sum(d.start * s for d, s in zip(dst, out.strides))
+                reads.append(self._files.read_into(
+                    where, memoryview(flat[offset:offset + chunk_bytes])))
+            else:
+                reads.append(self._files.read_then(
+                    where, functools.partial(_copy_chunk, handle, out, src, dst)))
+        return reads
+
+    def _values(self) -> dict[bytes, _locate.Location]:
+        """Where every value lies (found once per load, on the first chunk read)."""
+        if self._located is None:
+            self._located = _locate.locate_values(self._dir, self._context)
+        return self._located
+
+    def close(self) -> None:
+        """Ends this load's reads: waits for those in flight and closes the data files."""
+        if self._files is not None:
+            self._files.close()
+            self._files = None
+
+    def __enter__(self) -> ArrayReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _overlap(region: Region, start: Sequence[int], chunks: Sequence[int]):
+    """(slices into the chunk, slices into the result) of where the two overlap."""
+    src, dst = [], []
+    for (a, b), s, c in zip(region, start, chunks):
+        lo, hi = max(a, s), min(b, s + c)
+        src.append(slice(lo - s, hi - s))
+        dst.append(slice(lo - a, hi - a))
+    return tuple(src), tuple(dst)
+
+
+def _lands_contiguously(region: Region, start: Sequence[int], chunks: Sequence[int]) -> bool:
+    """Whether the whole chunk lies in `region` as one contiguous run of the C-order
+    result: every axis before the first longer than 1 has extent 1, every axis after it
+    spans the region."""
+    if any(s < a or s + c > b for (a, b), s, c in zip(region, start, chunks)):
+        return False
+    first = next((i for i, c in enumerate(chunks) if c != 1), len(chunks))
+    return all(c == b - a for (a, b), c in zip(region[first + 1:], chunks[first + 1:]))
+
+
+def _copy_chunk(handle: StoredArray, out: np.ndarray, src, dst, data) -> None:
+    """Copies the `src` part of one stored chunk (little-endian C order) to `out[dst]`."""
+    chunk = np.frombuffer(data, dtype=handle.dtype.newbyteorder("<")).reshape(handle.chunks)
+    np.copyto(out[(*dst, ...)], chunk[(*src, ...)], casting="unsafe")
 
 def _from_pack(pack: bytes, handle: StoredArray, dtype) -> np.ndarray:
     count = math.prod(handle.shape)

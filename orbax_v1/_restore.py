@@ -112,8 +112,12 @@ def _start_read(reader, target: Target, store: Any, lf: StoredLeaf, strings: dic
 
 
 def _read_all(stored: StoredTree, wanted: list[tuple[StoredLeaf, Target]]) -> list[Any]:
+    with stored.reader() as reader:  # closes the data files when the load ends
+        return _read_with(reader, stored, wanted)
+
+
+def _read_with(reader, stored: StoredTree, wanted: list[tuple[StoredLeaf, Target]]) -> list[Any]:
     to_open = [lf for lf, t in wanted if t.kind not in ("skip", "string")]
-    reader = stored.reader()
     stores = open_arrays(stored, reader, to_open)
     problems = []
     for lf, target in wanted:
