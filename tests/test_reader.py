@@ -170,3 +170,19 @@ def test_damaged_data_files_are_typed_errors_and_files_are_closed(tmp_path, monk
     with pytest.raises(errors.CorruptCheckpointError, match=r"\('x',\).*cannot be opened"):
         ocp.load(tmp_path / "c")
     assert open_fds() == before
+
+
+def test_a_cpu_jax_target_keeps_the_aligned_read_buffer(tmp_path, monkeypatch):
+    """Page-aligned results let `jax.device_put` to a CPU device alias them: no copy."""
+    ocp.save_pytree(tmp_path / "c", {"x": np.arange(1 << 16, dtype=np.float32)})
+    buffers = []
+    real = _reader.ArrayReader._read_region
+
+    def read_region(self, *args):
+        finish = real(self, *args)
+        return lambda: buffers.append(finish()) or buffers[-1]
+
+    monkeypatch.setattr(_reader.ArrayReader, "_read_region", read_region)
+    x = ocp.load(tmp_path / "c", {"x": jax.ShapeDtypeStruct((1 << 16,), np.float32)})["x"]
+    np.testing.assert_array_equal(np.asarray(x), np.arange(1 << 16, dtype=np.float32))
+    assert [b.ctypes.data for b in buffers] == [x.unsafe_buffer_pointer()]
