@@ -7,6 +7,12 @@ result's bytes; only chunks that need reshaping or a cast go through a temporary
 buffer, and those buffers are reused and bounded in total. `preadv` and `np.copyto`
 release the GIL, so a small pool keeps several reads in flight (four measured best
 for cold reads). Each data file is opened once per load; `close()` closes them.
+
+A large value the page cache does not hold (`_pagecache`) is read with `O_DIRECT`
+straight from the disk into the result, so a cold load does not fill (and first
+allocate) the page cache either; a cached one is copied from the cache. Values we
+wrote start on 4 KiB boundaries for this; anything unaligned, or a filesystem that
+refuses `O_DIRECT`, is read through the page cache.
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
+from orbax_v1 import _pagecache
 from orbax_v1._locate import Extent
 
 ALIGN = 4096  # page-aligned results: zero-copy `jax.device_put` to CPU, huge pages apply
 READ_THREADS = 4
+DIRECT_MIN_BYTES = 1 << 20  # smaller values are read through the page cache
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
 class DataFileError(ValueError):
@@ -49,6 +58,7 @@ class FileReader:
     def __init__(self, limit: int, threads: int = READ_THREADS):
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="orbax_v1-read")
         self._fds: dict[str, int] = {}
+        self._direct_fds: dict[str, int | None] = {}  # None: the filesystem refuses O_DIRECT
         self._fds_lock = threading.Lock()
         self._budget = threading.Condition()
         self._limit = limit
@@ -66,8 +76,39 @@ class FileReader:
                 self._fds[path] = fd
             return fd
 
+    def _direct_fd(self, path: str) -> int | None:
+        with self._fds_lock:
+            if path not in self._direct_fds:
+                try:
+                    fd = os.open(path, os.O_RDONLY | _O_DIRECT | getattr(os, "O_CLOEXEC", 0))
+                except OSError:
+                    fd = None  # refused (EINVAL) or unreadable: the buffered path reports it
+                self._direct_fds[path] = fd
+            return self._direct_fds[path]
+
+    def _read_direct(self, extent: Extent, dest: memoryview) -> int:
+        """Reads the whole 4 KiB blocks of `extent` with O_DIRECT; returns how many
+        leading bytes of `dest` are filled (the caller reads the rest as usual)."""
+        direct, done = self._direct_fd(extent.path), 0
+        if direct is None:
+            return 0
+        end = extent.length // ALIGN * ALIGN
+        while done < end:
+            try:
+                n = os.preadv(direct, [dest[done:end]], extent.offset + done)
+            except OSError:
+                break  # e.g. alignment refused: the buffered read finishes the value
+            if n <= 0 or n % ALIGN:
+                return done + max(n, 0) // ALIGN * ALIGN
+            done += n
+        return done
+
     def _read(self, extent: Extent, dest: memoryview) -> None:
         fd, done = self._fd(extent.path), 0
+        if (_O_DIRECT and extent.length >= DIRECT_MIN_BYTES and extent.offset % ALIGN == 0
+                and np.frombuffer(dest, np.uint8).ctypes.data % ALIGN == 0
+                and _pagecache.resident(fd, extent.offset, extent.length) is False):
+            done = self._read_direct(extent, dest)
         while done < extent.length:
             try:
                 n = os.preadv(fd, [dest[done:]], extent.offset + done)
@@ -90,31 +131,32 @@ class FileReader:
         return self._pool.submit(self._read_then, extent, use)
 
     def _read_then(self, extent: Extent, use: Callable[[np.ndarray], None]) -> None:
-        buffer = self._take(extent.length)
+        whole = self._take(extent.length)
         try:
+            buffer = whole[:extent.length]
             self._read(extent, memoryview(buffer))
             use(buffer)
         finally:
-            self._give_back(buffer)
+            self._give_back(whole)
 
     def _take(self, nbytes: int) -> np.ndarray:
+        """A page-aligned temporary buffer of at least `nbytes` (a spare one if any fits)."""
         with self._budget:
             while True:
                 fits = [b for b in self._spare if b.nbytes >= nbytes]
                 if fits:
                     best = min(fits, key=lambda b: b.nbytes)
                     self._spare.remove(best)
-                    return best[:nbytes]
+                    return best
                 if self._spare and self._held + nbytes > self._limit:
                     self._held -= self._spare.pop().nbytes  # too small: make room
                     continue
                 if self._held == 0 or self._held + nbytes <= self._limit:
                     self._held += nbytes
-                    return np.empty(nbytes, np.uint8)
+                    return aligned_empty((nbytes,), np.uint8)
                 self._budget.wait()
 
-    def _give_back(self, buffer: np.ndarray) -> None:
-        whole = buffer.base if buffer.base is not None else buffer
+    def _give_back(self, whole: np.ndarray) -> None:
         with self._budget:
             self._spare.append(whole)
             self._budget.notify_all()
@@ -123,7 +165,8 @@ class FileReader:
         """Waits for (or cancels) the reads still queued, then closes every file."""
         self._pool.shutdown(wait=True, cancel_futures=True)
         with self._fds_lock:
-            fds, self._fds = list(self._fds.values()), {}
+            fds = [*self._fds.values(), *(fd for fd in self._direct_fds.values() if fd is not None)]
+            self._fds, self._direct_fds = {}, {}
         for fd in fds:
             os.close(fd)
         with self._budget:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from orbax_v1 import _fileread
+from orbax_v1 import _fileread, _pagecache
 from orbax_v1._locate import Extent
 
 
@@ -96,3 +96,83 @@ def test_each_file_is_opened_once_and_closed_at_the_end(data_file, monkeypatch):
     reader.close()
     with pytest.raises(OSError):
         os.fstat(opened[0])
+
+
+def _evict(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def big_file(tmp_path):
+    """3 MiB + 100 bytes of known data, not in the page cache."""
+    data = np.random.default_rng(0).integers(0, 256, (3 << 20) + 100, dtype=np.uint8)
+    path = str(tmp_path / "big")
+    data.tofile(path)
+    _evict(path)
+    return path, data
+
+
+def _read(path, offset, length, reader):
+    dest = _fileread.aligned_empty((length,), np.uint8)
+    reader.read_into(Extent(path, offset, length), memoryview(dest)).result()
+    return dest
+
+
+@pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="no O_DIRECT here")
+def test_uncached_values_are_read_with_o_direct(big_file, monkeypatch):
+    """Uncached: whole blocks with O_DIRECT, the tail through the page cache; cached:
+    only the page cache. The bytes are the same either way."""
+    path, data = big_file
+    direct = []
+    real = _fileread.FileReader._read_direct
+    monkeypatch.setattr(_fileread.FileReader, "_read_direct",
+                        lambda self, e, d: direct.append(n := real(self, e, d)) or n)
+    reader = _fileread.FileReader(1 << 20)
+    try:
+        got = _read(path, 4096, data.size - 4096, reader)
+        np.testing.assert_array_equal(got, data[4096:])
+        if _pagecache.resident(reader._fd(path), 0, 4096) is not None:  # knowable here
+            assert direct == [(data.size - 4096) // 4096 * 4096]
+            os.pread(reader._fd(path), data.size, 0)  # now it is cached
+            direct.clear()
+            np.testing.assert_array_equal(_read(path, 0, data.size, reader), data)
+            assert direct == []
+        np.testing.assert_array_equal(_read(path, 100, 2 << 20, reader), data[100:100 + (2 << 20)])
+    finally:
+        reader.close()
+
+
+def test_o_direct_refused_reads_through_the_page_cache(big_file, monkeypatch):
+    path, data = big_file
+    real_open = os.open
+
+    def refusing(p, flags, *args):
+        if flags & getattr(os, "O_DIRECT", 0):
+            raise OSError(22, "Invalid argument", p)
+        return real_open(p, flags, *args)
+
+    monkeypatch.setattr(_fileread.os, "open", refusing)
+    reader = _fileread.FileReader(1 << 20)
+    try:
+        np.testing.assert_array_equal(_read(path, 0, data.size, reader), data)
+    finally:
+        reader.close()
+
+
+def test_page_cache_residency(big_file):
+    path, data = big_file
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _pagecache.resident(fd, 0, data.size) is None:
+            pytest.skip("mincore cannot tell here")
+        assert _pagecache.resident(fd, 0, data.size) is False
+        os.pread(fd, 8192, 0)
+        assert _pagecache.resident(fd, 0, 8192) is True
+        assert _pagecache.resident(fd, 1, 100) is True
+    finally:
+        os.close(fd)
