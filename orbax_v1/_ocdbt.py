@@ -33,8 +33,13 @@ VERSION_TREE_ARITY_LOG2 = 4  # TensorStore's default
 _ZSTD = 1  # the configured compression (TensorStore's default), for whoever writes next
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(128)]
+
+
 def varint(n: int) -> bytes:
     """Unsigned LEB128."""
+    if n < 128:
+        return _ONE_BYTE[n]
     out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7

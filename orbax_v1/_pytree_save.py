@@ -117,7 +117,8 @@ def snapshot(the_plan: Plan, *, copy: bool) -> Plan:
         if lf.value_type in _ARRAY_VALUE_TYPES:
             value = lf.value if isinstance(lf.value, (jax.Array, np.ndarray, np.generic)) else (
                 np.asarray(lf.value))
-            lf = attrs.evolve(lf, value=_engine.to_host(value, copy=copy))
+            lf = PlannedLeaf(lf.keys, lf.key_types, lf.value_type,
+                             _engine.to_host(value, copy=copy))
         leaves.append(lf)
     return Plan(leaves, the_plan.skeleton, in_host_memory=True)
 
