@@ -62,7 +62,7 @@ class _References:
                     or found == self._root):
                 raise BadReferenceError(
                     f"the data file {relative!r} lies outside the database {self._root}")
-            found = self._paths[name] = found
+            self._paths[name] = found
         return found
 
     def parse(self, reference: str, label: str) -> tuple[str, Extent]:
