@@ -186,7 +186,7 @@ class DataFile:
             self._raise_errors()
             if self.direct:
                 os.ftruncate(self._fd, end)
-            os.fdatasync(self._fd)
+            getattr(os, "fdatasync", os.fsync)(self._fd)  # macOS has only fsync
             return end
         finally:
             self._stop_threads()
