@@ -49,7 +49,9 @@ def _open(path: str) -> tuple[int, bool]:
         fd = None
         try:
             fd = os.open(path, flags | direct, 0o644)
-            os.pwrite(fd, aligned_empty(ALIGN), 0)
+            probe = aligned_empty(ALIGN)
+            probe[:] = 0  # never uninitialised memory on disk, even for a moment
+            os.pwrite(fd, probe, 0)
             return fd, True
         except OSError as e:
             if fd is not None:
