@@ -19,7 +19,9 @@ import threading
 
 import numpy as np
 
-ALIGN = 4096  # O_DIRECT needs aligned memory, offsets and sizes; 4 KiB suits every device
+from orbax_v1 import _aligned
+from orbax_v1._aligned import ALIGN
+
 WRITE_THREADS = 3
 BUFFERS = WRITE_THREADS + 1
 MAX_BUFFER_BYTES = 8 << 20
@@ -33,13 +35,6 @@ def buffer_bytes_for(total_bytes: int) -> int:
     return -(-size // ALIGN) * ALIGN
 
 
-def aligned_empty(nbytes: int) -> np.ndarray:
-    """An uninitialised uint8 array whose data starts on an `ALIGN` boundary."""
-    raw = np.empty(nbytes + ALIGN, np.uint8)
-    start = -raw.ctypes.data % ALIGN
-    return raw[start:start + nbytes]
-
-
 def _open(path: str) -> tuple[int, bool]:
     """Opens a new file with O_DIRECT if the filesystem takes it (tried with one aligned
     block, which the data overwrites or `close` truncates), else without."""
@@ -49,7 +44,7 @@ def _open(path: str) -> tuple[int, bool]:
         fd = None
         try:
             fd = os.open(path, flags | direct, 0o644)
-            probe = aligned_empty(ALIGN)
+            probe = _aligned.empty((ALIGN,))
             probe[:] = 0  # never uninitialised memory on disk, even for a moment
             os.pwrite(fd, probe, 0)
             return fd, True
@@ -80,7 +75,7 @@ class DataFile:
         self._size = buffer_bytes
         self._free: queue.Queue[np.ndarray] = queue.Queue()
         for _ in range(BUFFERS):
-            self._free.put(aligned_empty(buffer_bytes))
+            self._free.put(_aligned.empty((buffer_bytes,)))
         self._jobs: queue.Queue = queue.Queue()
         self._threads: list[threading.Thread] = []  # started on the first full buffer
         self._errors: list[BaseException] = []

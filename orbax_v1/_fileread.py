@@ -17,7 +17,6 @@ refuses `O_DIRECT`, is read through the page cache.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections.abc import Callable
@@ -25,10 +24,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from orbax_v1 import _pagecache
+from orbax_v1 import _aligned, _pagecache
+from orbax_v1._aligned import ALIGN
 from orbax_v1._locate import Extent
 
-ALIGN = 4096  # page-aligned results: zero-copy `jax.device_put` to CPU, huge pages apply
 READ_THREADS = 4
 DIRECT_MIN_BYTES = 1 << 20  # smaller values are read through the page cache
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
@@ -36,15 +35,6 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 class DataFileError(ValueError):
     """A data file is missing, unreadable, or shorter than a value it should hold."""
-
-
-def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """An uninitialised C-order array whose data starts on a page boundary."""
-    dtype = np.dtype(dtype)
-    nbytes = math.prod(shape) * dtype.itemsize
-    raw = np.empty(nbytes + ALIGN, np.uint8)
-    start = -raw.ctypes.data % ALIGN
-    return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
 class FileReader:
@@ -153,7 +143,7 @@ class FileReader:
                     continue
                 if self._held == 0 or self._held + nbytes <= self._limit:
                     self._held += nbytes
-                    return aligned_empty((nbytes,), np.uint8)
+                    return _aligned.empty((nbytes,))
                 self._budget.wait()
 
     def _give_back(self, whole: np.ndarray) -> None:

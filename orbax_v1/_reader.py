@@ -23,7 +23,7 @@ import jax
 import numpy as np
 import tensorstore as ts
 
-from orbax_v1 import _engine, _fileread, _locate, _zarr
+from orbax_v1 import _aligned, _engine, _fileread, _locate, _zarr
 from orbax_v1._pytree_save import PACK_KEY
 
 IN_FLIGHT_BYTES = 64 << 20  # temporary buffers of chunks being cast or reshaped, at most
@@ -159,7 +159,7 @@ class ArrayReader:
     def _read_region(self, handle: StoredArray, region: Region, dtype) -> Callable[[], np.ndarray]:
         """Starts reading the chunks overlapping `region` into a new page-aligned array;
         returns the finisher. Any failure is raised by the finisher, not here."""
-        out = _fileread.aligned_empty(tuple(b - a for a, b in region), dtype or handle.dtype)
+        out = _aligned.empty(tuple(b - a for a, b in region), dtype or handle.dtype)
         try:
             reads = self._start_chunk_reads(handle, region, out)
         except Exception as e:  # noqa: BLE001 - reported when the caller finishes the read

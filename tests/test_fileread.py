@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from orbax_v1 import _fileread, _pagecache
+from orbax_v1 import _aligned, _fileread, _pagecache
 from orbax_v1._locate import Extent
 
 
 @given(st.lists(st.integers(0, 7), max_size=3).map(tuple),
        st.sampled_from([np.uint8, np.int16, np.float32, np.complex128, np.bool_]))
 def test_aligned_empty(shape, dtype):
-    a = _fileread.aligned_empty(shape, dtype)
+    a = _aligned.empty(shape, dtype)
     assert a.shape == shape and a.dtype == dtype
     assert a.flags.c_contiguous and a.flags.writeable
-    assert a.size == 0 or a.ctypes.data % _fileread.ALIGN == 0
+    assert a.size == 0 or a.ctypes.data % _aligned.ALIGN == 0
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def big_file(tmp_path):
 
 
 def _read(path, offset, length, reader):
-    dest = _fileread.aligned_empty((length,), np.uint8)
+    dest = _aligned.empty((length,), np.uint8)
     reader.read_into(Extent(path, offset, length), memoryview(dest)).result()
     return dest
 

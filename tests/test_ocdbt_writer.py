@@ -10,7 +10,7 @@ import tensorstore as ts
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import orbax_v1 as ocp
-from orbax_v1 import _datafile, _engine, _ocdbt, _zarr, errors
+from orbax_v1 import _aligned, _datafile, _engine, _ocdbt, _zarr, errors
 
 keys = st.text("ab/c0.", min_size=1, max_size=12).map(str.encode)
 values = st.one_of(st.binary(max_size=40), st.binary(min_size=1020, max_size=1030),
@@ -124,12 +124,13 @@ def test_arrays_straddle_small_buffers_exactly(tmp_path, monkeypatch, chunk_byte
 
 def test_buffers_are_few_and_small(tmp_path, monkeypatch):
     sizes = []
-    real = _datafile.aligned_empty
-    monkeypatch.setattr(_datafile, "aligned_empty", lambda n: sizes.append(n) or real(n))
+    real = _aligned.empty
+    monkeypatch.setattr(_aligned, "empty",
+                        lambda shape, dtype=np.uint8: sizes.append(shape[0]) or real(shape, dtype))
     x = np.ones(1 << 22, np.float32)  # 16 MiB
     ocp.save_pytree(tmp_path / "c", {"x": x})
-    if _datafile.ALIGN in sizes:  # the one block that tries O_DIRECT
-        sizes.remove(_datafile.ALIGN)
+    if _aligned.ALIGN in sizes:  # the one block that tries O_DIRECT
+        sizes.remove(_aligned.ALIGN)
     assert len(sizes) == _datafile.BUFFERS
     assert sum(sizes) <= 0.04 * x.nbytes, sizes  # a save grows memory by a few percent
     np.testing.assert_array_equal(ocp.load(tmp_path / "c")["x"], x)
@@ -143,7 +144,7 @@ def test_large_values_start_on_aligned_offsets(tmp_path):
                                        ).result()["versions"][-1]["root"]["location"]).result()
     offsets = {e["key"]: int(e["indirect_value"].split(":")[-2]) for e in node["entries"]
                if "indirect_value" in e}
-    assert offsets[b"x/c/0"] % _datafile.ALIGN == 0, offsets
+    assert offsets[b"x/c/0"] % _aligned.ALIGN == 0, offsets
 
 
 def test_without_o_direct_the_same_bytes_are_written(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import orbax_v1 as ocp
-from orbax_v1 import _fileread, _locate, _pytree_load, _pytree_save, _reader, _zarr, errors
+from orbax_v1 import _aligned, _fileread, _locate, _pytree_load, _pytree_save, _reader, _zarr, errors
 
 DTYPES = [np.float32, np.int16, ml_dtypes.bfloat16, np.bool_, np.complex64, np.uint8]
 
@@ -100,7 +100,7 @@ def test_every_chunk_path_gives_exact_values(tmp_path_factory, monkeypatch, spy,
     out = ocp.load(path / "c")["x"]
     np.testing.assert_array_equal(out, x)
     assert out.dtype == x.dtype and out.flags.writeable
-    assert out.ctypes.data % _fileread.ALIGN == 0
+    assert out.ctypes.data % _aligned.ALIGN == 0
     assert (spy["direct"], spy["temporary"]) == expected_paths(item, x, whole)
 
     spy.update(direct=0, temporary=0)  # a cast reads every file chunk through a buffer
