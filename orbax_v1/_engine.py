@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -89,7 +89,7 @@ class ArrayWriter:
         self._entries: dict[bytes, _ocdbt.Entry] = {}
 
     def write(self, param: str, shape: tuple[int, ...], dtype: np.dtype,
-              write_shape: tuple[int, ...], blocks: Sequence[tuple[tuple[int, ...], np.ndarray]],
+              write_shape: tuple[int, ...], blocks: Iterable[tuple[tuple[int, ...], np.ndarray]],
               *, write_metadata: bool = True) -> tuple[int, ...]:
         """Writes one array (its metadata and the given blocks); returns its chunk shape."""
         dtype = np.dtype(dtype)
@@ -98,9 +98,6 @@ class ArrayWriter:
             self.put(_zarr.metadata_key(param),
                      _zarr.zarr3_metadata(tuple(shape), dtype, tuple(chunks)))
         if 0 in shape:
-            return chunks
-        if chunks == tuple(shape) and len(blocks) == 1 and not any(blocks[0][0]):  # one chunk
-            self.put(_zarr.chunk_key(param, (0,) * len(shape)), blocks[0][1])
             return chunks
         for origin, block in blocks:
             per_axis = [range(0, b, c) for b, c in zip(block.shape, chunks)]
