@@ -80,17 +80,19 @@ def _children(node: Any, keys: Keys) -> tuple[dict, list] | None:
     flat, _ = jax.tree_util.tree_flatten_with_path(node, is_leaf=lambda x: x is not node)
     if len(flat) == 1 and flat[0][0] == ():
         return None
-    out = []
-    for (k,), child in flat:
-        if isinstance(k, jax.tree_util.GetAttrKey):
-            out.append((k.name, DICT_KEY, child))
-        elif isinstance(k, jax.tree_util.DictKey):
-            out.append((str(k.key), DICT_KEY, child))
-        elif isinstance(k, jax.tree_util.SequenceKey):
-            out.append((str(k.idx), SEQUENCE_KEY, child))
-        else:
-            out.append((str(k.key), SEQUENCE_KEY, child))
+    out = [(*_key(k), child) for (k,), child in flat]
     return {"t": "node", "n": type(node).__qualname__, "k": [c[0] for c in out]}, out
+
+
+def _key(k: Any) -> tuple[str, int]:
+    """A jax key-path entry as (the string key we store, its `_METADATA` key type)."""
+    if isinstance(k, jax.tree_util.GetAttrKey):
+        return k.name, DICT_KEY
+    if isinstance(k, jax.tree_util.DictKey):
+        return str(k.key), DICT_KEY
+    if isinstance(k, jax.tree_util.SequenceKey):
+        return str(k.idx), SEQUENCE_KEY
+    return str(k.key), SEQUENCE_KEY
 
 
 def flatten(tree: Any) -> tuple[list[Leaf], Any]:
@@ -188,17 +190,4 @@ def nest(entries: list[tuple[Keys, tuple[int, ...], Any]]) -> Any:
 def abstract_leaves(abstract: Any) -> tuple[list[tuple[Keys, Any]], Any]:
     """Leaves of an abstract tree with their string key paths, and its treedef."""
     flat, treedef = jax.tree_util.tree_flatten_with_path(abstract)
-    out = []
-    for path, leaf in flat:
-        keys = []
-        for k in path:
-            if isinstance(k, jax.tree_util.DictKey):
-                keys.append(str(k.key))
-            elif isinstance(k, jax.tree_util.SequenceKey):
-                keys.append(str(k.idx))
-            elif isinstance(k, jax.tree_util.GetAttrKey):
-                keys.append(k.name)
-            else:
-                keys.append(str(k.key))
-        out.append((tuple(keys), leaf))
-    return out, treedef
+    return [(tuple(_key(k)[0] for k in path), leaf) for path, leaf in flat], treedef
