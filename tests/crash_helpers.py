@@ -1,4 +1,5 @@
-"""What the SIGKILL tests share: running a child until killed, and exact tree comparison."""
+"""What the SIGKILL tests share: running a child until killed, calling with a hang
+deadline, and exact tree comparison."""
 
 from __future__ import annotations
 
@@ -58,6 +59,25 @@ def run_and_kill(args, stderr_path, *, kill_after_s, timeout_s, ctx=""):
     assert first == "ready", f"{ctx}: child did not start: first line {first!r}\n{err}"
     assert all(line.startswith("committed ") for line in rest), f"{ctx}: {rest}\n{err}"
     return returncode, [int(line.split()[1]) for line in rest], err
+
+
+def call_with_timeout(fn, what, timeout_s=60.0):
+    """fn() on a daemon thread; fails the test if it runs past `timeout_s` (a hang)."""
+    result = {}
+
+    def work():
+        try:
+            result["ok"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed back to the test thread
+            result["exc"] = e
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    assert not worker.is_alive(), f"{what} hung for more than {timeout_s}s"
+    if "exc" in result:
+        raise result["exc"]
+    return result["ok"]
 
 
 def _leaf_problem(expected, got) -> str | None:

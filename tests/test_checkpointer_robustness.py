@@ -38,7 +38,6 @@ import shutil
 import signal
 import tempfile
 import textwrap
-import threading
 import time
 
 import numpy as np
@@ -48,7 +47,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from orbax_v1.training import Checkpointer, errors
-from crash_helpers import run_and_kill, tree_problem
+from crash_helpers import call_with_timeout, run_and_kill, tree_problem
 from orbax_v1.training import preservation_policies as pp
 from orbax_v1.training import save_decision_policies as sdp
 
@@ -82,25 +81,6 @@ _ns: dict = {}
 exec(TREE_SOURCE, _ns)
 make_tree = _ns["make_tree"]
 metrics_for = _ns["metrics_for"]
-
-
-def call_with_timeout(fn, what, timeout_s=TIMEOUT_S):
-    """fn() on a daemon thread; fails the test if it runs past `timeout_s` (a hang)."""
-    result = {}
-
-    def work():
-        try:
-            result["ok"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed back to the test thread
-            result["exc"] = e
-
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    assert not worker.is_alive(), f"{what} hung for more than {timeout_s}s"
-    if "exc" in result:
-        raise result["exc"]
-    return result["ok"]
 
 
 def assert_step_loads(ckpt, step, version, ctx):

@@ -28,13 +28,12 @@ import random
 import shutil
 import signal
 import textwrap
-import threading
 
 import pytest
 
 import orbax_v1
 from orbax_v1 import errors
-from crash_helpers import run_and_kill, tree_problem
+from crash_helpers import call_with_timeout, run_and_kill, tree_problem
 
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 REPLACED_MARK = TMP_SUFFIX + "-replaced-"
@@ -99,23 +98,10 @@ def load_outcome(path, timeout_s=30.0):
     Any other exception propagates (fails the test); a load still running after
     `timeout_s` fails the test as a hang.
     """
-    result = {}
-
-    def work():
-        try:
-            result["ok"] = orbax_v1.load(path)
-        except BaseException as e:  # noqa: BLE001 - handed back to the test thread
-            result["exc"] = e
-
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    assert not worker.is_alive(), f"load({path}) hung for more than {timeout_s}s"
-    if "exc" in result:
-        if isinstance(result["exc"], errors.CheckpointError):
-            return "error", result["exc"]
-        raise result["exc"]
-    return "ok", result["ok"]
+    try:
+        return "ok", call_with_timeout(lambda: orbax_v1.load(path), f"load({path})", timeout_s)
+    except errors.CheckpointError as e:
+        return "error", e
 
 
 def assert_loads_exactly(path, index, ctx):
