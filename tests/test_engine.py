@@ -65,23 +65,20 @@ def test_both_read_paths_agree(tmp_path, read_path):
             np.testing.assert_array_equal(np.asarray(shard.data), np.asarray(t["j"])[shard.index])
 
 
+def _truncate_data_files(checkpoint):
+    for data_dir in (checkpoint / "pytree" / "d", checkpoint / "pytree" / "ocdbt.process_0" / "d"):
+        for f in os.listdir(data_dir):
+            with open(data_dir / f, "r+b") as fh:
+                fh.truncate(3)
+
+
 def test_damaged_data_is_a_typed_error(tmp_path, read_path):
     ocp.save_pytree(tmp_path / "c", {"x": np.arange(1000.0)})  # > 1 KiB: not inlined
     ocp.save_pytree(tmp_path / "t", {"x": np.arange(3.0)})  # tiny: inlined, in the pack
-    for data_dir in (tmp_path / "t" / "pytree" / "d",
-                     tmp_path / "t" / "pytree" / "ocdbt.process_0" / "d"):
-        for f in os.listdir(data_dir):
-            with open(data_dir / f, "r+b") as fh:
-                fh.truncate(3)
-    with pytest.raises(errors.CorruptCheckpointError, match=r"\('x',\)"):
-        ocp.load(tmp_path / "t")
-    for data_dir in (tmp_path / "c" / "pytree" / "d",
-                     tmp_path / "c" / "pytree" / "ocdbt.process_0" / "d"):
-        for f in os.listdir(data_dir):
-            with open(data_dir / f, "r+b") as fh:
-                fh.truncate(3)
-    with pytest.raises(errors.CorruptCheckpointError, match=r"\('x',\)"):
-        ocp.load(tmp_path / "c")
+    for checkpoint in (tmp_path / "t", tmp_path / "c"):
+        _truncate_data_files(checkpoint)
+        with pytest.raises(errors.CorruptCheckpointError, match=r"\('x',\)"):
+            ocp.load(checkpoint)
 
 
 def test_missing_data_files_are_a_typed_error(tmp_path, read_path):
