@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import tensorstore as ts
 
-from orbax_v1 import _files, _pytree, _reader, _types, errors
+from orbax_v1 import _files, _gcpause, _pytree, _reader, _types, errors
 from orbax_v1._pytree_save import LAYOUT_KEY, SKELETON_KEY
 
 DATA_TYPES = ("jax.Array", "np.ndarray", "scalar", "string")
@@ -70,6 +70,7 @@ def _numpy_scalar_paths(skeleton: Any, keys=()) -> set[_pytree.Keys]:
     return out
 
 
+@_gcpause.while_paused
 def read_stored_tree(directory: str) -> StoredTree:
     """The tree metadata of a pytree directory, without reading any array data."""
     path = os.path.join(directory, _files.PYTREE_METADATA)

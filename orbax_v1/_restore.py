@@ -8,7 +8,7 @@ import attrs
 import jax
 import numpy as np
 
-from orbax_v1 import _pytree, _types, errors
+from orbax_v1 import _gcpause, _pytree, _types, errors
 from orbax_v1._pytree_load import (
     DATA_TYPES, StoredLeaf, StoredTree, empty_value, leaf_metadata, open_arrays,
     read_strings, saved_shardings, shape_dtype)
@@ -150,6 +150,7 @@ def _read_with(reader, stored: StoredTree, wanted: list[tuple[StoredLeaf, Target
     return out
 
 
+@_gcpause.while_paused
 def restore(stored: StoredTree, abstract: Any = None, *, partial_load: bool = False) -> Any:
     """The stored tree, as saved (`abstract=None`) or in the shape of `abstract`."""
     if isinstance(abstract, _types.CheckpointMetadata):
@@ -188,6 +189,7 @@ def _build(stored: StoredTree, values: dict) -> Any:
     return _pytree.nest([(k, lf.key_types, values[k]) for k, lf in stored.leaves.items()])
 
 
+@_gcpause.while_paused
 def metadata_tree(stored: StoredTree) -> Any:
     """The tree of leaf metadata (shape, dtype, kind); opens arrays, reads no data."""
     shardings = saved_shardings(stored)
