@@ -110,11 +110,13 @@ class PyTreeHandler:
         """This process's part of the tree (every process calls it)."""
         _pytree_save.write_local(os.fspath(directory), _as_plan(checkpointable),
                                  process_index=_multihost.process_index(),
-                                 primary=_multihost.is_primary())
+                                 primary=_multihost.is_primary(),
+                                 single_process=_multihost.process_count() == 1)
 
     def finalize(self, directory: pathlib.Path, checkpointable: Any) -> None:
         """What is shared (the primary calls it once every process has saved)."""
-        _pytree_save.write_global(os.fspath(directory), _as_plan(checkpointable))
+        _pytree_save.write_global(os.fspath(directory), _as_plan(checkpointable),
+                                  merge=_multihost.process_count() > 1)
 
     def load(self, directory: pathlib.Path, abstract_checkpointable: Any = None) -> Any:
         stored = _pytree_load.read_stored_tree(os.fspath(directory))

@@ -12,9 +12,8 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
-import attrs
 import jax
 import numpy as np
 import tensorstore as ts
@@ -34,8 +33,7 @@ def new_context() -> ts.Context:
     })
 
 
-@attrs.frozen
-class HostArray:
+class HostArray(NamedTuple):  # a tuple: trees have tens of thousands of leaves
     """One array's data as this process will write it, already in host memory."""
 
     shape: tuple[int, ...]
@@ -67,7 +65,7 @@ def to_host(value: Any, *, copy: bool) -> HostArray:
                   for shard in value.addressable_shards if shard.replica_id == 0]
         return HostArray(tuple(value.shape), np.dtype(value.dtype),
                          tuple(value.sharding.shard_shape(value.shape)), blocks, value.sharding)
-    arr = np.array(value, copy=copy) if copy else np.asarray(value)
+    arr = np.array(value, copy=True) if copy else np.asarray(value)
     return HostArray(arr.shape, arr.dtype, arr.shape, [((0,) * arr.ndim, arr)])
 
 
@@ -99,6 +97,10 @@ class ArrayWriter:
                      _zarr.zarr3_metadata(tuple(shape), dtype, tuple(chunks)))
         if 0 in shape:
             return chunks
+        if chunks == tuple(shape):  # one chunk holds the whole array (most small arrays)
+            for _, block in blocks:
+                self.put(_zarr.chunk_key(param, (0,) * len(shape)), block)
+            return chunks
         for origin, block in blocks:
             per_axis = [range(0, b, c) for b, c in zip(block.shape, chunks)]
             for offsets in itertools.product(*per_axis):
@@ -129,10 +131,12 @@ class ArrayWriter:
                                             buffer_bytes=self._buffer_bytes)
         return self._file
 
-    def close(self) -> None:
-        """Appends the b+tree, syncs the data file, then writes the manifest (durably)."""
+    def close(self) -> _ocdbt.Root | None:
+        """Appends the b+tree, syncs the data file, then writes the manifest (durably).
+
+        Returns the database's root (None if nothing was written)."""
         if not self._entries:
-            return
+            return None
         entries = [self._entries[k] for k in sorted(self._entries)]
         file = self._data_file()
         leaves = []
@@ -151,11 +155,25 @@ class ArrayWriter:
         file.close()
         _files.write_bytes(os.path.join(self._dir, "manifest.ocdbt"),
                            _ocdbt.manifest(root, height, self._data_name))
+        return _ocdbt.Root(root, height, self._data_name)
 
     def abort(self) -> None:
         """Stops after a failure: the data file's writers end, nothing is committed."""
         if self._file is not None:
             self._file.abort()
+
+
+def share_process_database(item_dir: str, process_index: int, root: _ocdbt.Root) -> None:
+    """Makes the item's root manifest point at the one process database's own b+tree.
+
+    When a single process wrote the item, nothing needs merging: the root manifest
+    references that database's root node through the base path `ocdbt.process_<i>/`,
+    so every path below it resolves inside that directory (no node is rewritten).
+    The root's own `d/` stays empty; it is created because real Orbax's item
+    directories always list one (the v0-to-v1 migration guide shows it)."""
+    os.makedirs(os.path.join(item_dir, "d"), exist_ok=True)
+    _files.write_bytes(os.path.join(item_dir, "manifest.ocdbt"), _ocdbt.manifest(
+        root.node, root.height, root.data_file, f"{PROCESS_DIR_PREFIX}{process_index}/"))
 
 
 def merge_process_databases(item_dir: str, context: ts.Context) -> None:

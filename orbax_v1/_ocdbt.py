@@ -20,6 +20,7 @@ import os
 import struct
 import time
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import attrs
 import numpy as np
@@ -50,6 +51,23 @@ def varint(n: int) -> bytes:
             return bytes(out)
 
 
+def varints(values: Sequence[int]) -> bytes:
+    """Unsigned LEB128 of each value, concatenated (vectorised: nodes hold many)."""
+    a = np.asarray(values, dtype=np.uint64)
+    if a.size == 0:
+        return b""
+    top = int(a.max())
+    if top < 128:
+        return a.astype(np.uint8).tobytes()
+    width = (top.bit_length() + 6) // 7
+    shifts = np.arange(width, dtype=np.uint64) * np.uint64(7)
+    groups = (a[:, None] >> shifts) & np.uint64(0x7F)
+    count = 1 + ((a[:, None] >> shifts[1:]) > 0).sum(axis=1)  # bytes per value
+    place = np.arange(width)
+    more = (place < (count[:, None] - 1)) * np.uint64(0x80)  # continuation bits
+    return (groups | more).astype(np.uint8)[place < count[:, None]].tobytes()
+
+
 def crc32c(data: bytes) -> int:
     """CRC-32C (Castagnoli) of `data`, computed by TensorStore's zarr3 `crc32c` codec."""
     n = max(len(data), 1)
@@ -73,34 +91,49 @@ def _frame(magic: int, body: bytes, checksum: Callable[[bytes], int] = crc32c) -
     return framed + struct.pack("<I", checksum(framed))
 
 
-def _data_file_table(path: str | None) -> bytes:
-    """A table of one data file (`path`, relative to the database, no base path), or
-    an empty one."""
+def _data_file_table(path: str | None, base_path: str = "") -> bytes:
+    """A table of one data file (`base_path + path`, relative to the database), or an
+    empty one. A non-empty `base_path` is also prefixed to every path below the node
+    reached through this table (the format's transitive path)."""
     if path is None:
         return varint(0)
-    encoded = path.encode()
-    return varint(1) + varint(len(encoded)) + varint(0) + encoded
+    encoded, base = (base_path + path).encode(), base_path.encode()
+    return varint(1) + varint(len(encoded)) + varint(len(base)) + encoded
 
 
 def _key_columns(keys: Sequence[bytes]) -> tuple[bytes, bytes, bytes]:
     """(prefix lengths, suffix lengths, suffixes) of sorted keys, prefix-compressed."""
-    prefixes, lengths, suffixes = bytearray(), bytearray(), bytearray()
-    previous = b""
-    for i, key in enumerate(keys):
-        common = 0
-        if i:
-            limit = min(len(previous), len(key))
-            while common < limit and previous[common] == key[common]:
-                common += 1
-            prefixes += varint(common)
-        lengths += varint(len(key) - common)
-        suffixes += key[common:]
-        previous = key
-    return bytes(prefixes), bytes(lengths), bytes(suffixes)
+    if not keys:
+        return b"", b"", b""
+    lengths = np.fromiter(map(len, keys), np.int64, len(keys))
+    width = int(lengths.max())
+    if len(keys) == 1:
+        common = []
+    elif len(keys) * width > _KEY_MATRIX_BYTES:  # a few very long keys: key by key
+        common = [_common_prefix(a, b) for a, b in zip(keys, keys[1:])]
+    else:  # one row per key, zero-padded: compare each row with the one before
+        rows = np.frombuffer(b"".join(k.ljust(width, b"\0") for k in keys), np.uint8)
+        rows = rows.reshape(len(keys), width)
+        differs = rows[1:] != rows[:-1]
+        first = np.where(differs.any(axis=1), differs.argmax(axis=1), width)
+        common = np.minimum(first, np.minimum(lengths[1:], lengths[:-1])).tolist()
+    suffixes = b"".join([keys[0], *(k[c:] for k, c in zip(keys[1:], common))])
+    return varints(common), varints(lengths - np.array([0, *common])), suffixes
 
 
-@attrs.frozen
-class Entry:
+_KEY_MATRIX_BYTES = 64 << 20
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class Entry(NamedTuple):  # a tuple: a database may hold hundreds of thousands
     """One key: its value inline (`inline`), or `length` bytes at `offset` in the data file."""
 
     key: bytes
@@ -126,10 +159,10 @@ def leaf_node(entries: Sequence[Entry], data_file: str) -> bytes:
     body = b"".join([
         b"\0", _data_file_table(data_file if indirect else None), varint(len(entries)),
         prefixes, lengths, suffixes,
-        b"".join(varint(e.length) for e in entries),
-        b"".join(b"\0" if e.inline is not None else b"\1" for e in entries),
+        varints([e.length for e in entries]),
+        bytes(e.inline is None for e in entries),
         varint(0) * len(indirect),
-        b"".join(varint(e.offset) for e in indirect),
+        varints([e.offset for e in indirect]),
         b"".join(e.inline for e in entries if e.inline is not None),
     ])
     return _frame(BTREE_MAGIC, body)
@@ -141,7 +174,7 @@ def interior_node(children: Sequence[NodeRef], data_file: str) -> bytes:
     body = b"".join([
         b"\1", _data_file_table(data_file), varint(len(children)), prefixes, lengths,
         varint(0) * len(children), suffixes, varint(0) * len(children),
-        *(b"".join(varint(getattr(c, field)) for c in children)
+        *(varints([getattr(c, field) for c in children])
           for field in ("offset", "length", "num_keys", "tree_bytes", "indirect_bytes")),
     ])
     return _frame(BTREE_MAGIC, body)
@@ -161,8 +194,20 @@ def leaf_groups(entries: Sequence[Entry], max_bytes: int = MAX_DECODED_NODE_BYTE
     return groups
 
 
-def manifest(root: NodeRef, height: int, data_file: str) -> bytes:
-    """The manifest of a database whose only version has the given root node."""
+@attrs.frozen
+class Root:
+    """The b+tree of a database just written: its root node, height and data file."""
+
+    node: NodeRef
+    height: int
+    data_file: str
+
+
+def manifest(root: NodeRef, height: int, data_file: str, base_path: str = "") -> bytes:
+    """The manifest of a database whose only version has the given root node.
+
+    With `base_path` (a directory inside this database, ending in '/'), the tree is the
+    one written into that directory's own database, shared rather than copied."""
     config = b"".join([
         os.urandom(16), b"\0",  # uuid, manifest kind "single"
         varint(MAX_INLINE_VALUE_BYTES), varint(MAX_DECODED_NODE_BYTES),
@@ -174,7 +219,8 @@ def manifest(root: NodeRef, height: int, data_file: str) -> bytes:
         varint(root.num_keys), varint(root.tree_bytes), varint(root.indirect_bytes),
         struct.pack("<Q", time.time_ns()),
     ])
-    return _frame(MANIFEST_MAGIC, config + _data_file_table(data_file) + version + varint(0))
+    return _frame(MANIFEST_MAGIC,
+                  config + _data_file_table(data_file, base_path) + version + varint(0))
 
 
 def new_data_file_name() -> str:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 import jax
 import numpy as np
 
-from orbax_v1 import _engine, _files, _pytree, _zarr, errors
+from orbax_v1 import _engine, _files, _gcpause, _pytree, _zarr, errors
 
 SKELETON_KEY = "tree_structure"  # ours; real Orbax ignores unknown `_METADATA` keys
 LAYOUT_KEY = "array_layout"  # ours: param -> [shape, dtype, chunk shape(, pack offset)]
@@ -23,12 +23,13 @@ PACK_MAX_BYTES = 1024
 _ARRAY_VALUE_TYPES = ("jax.Array", "np.ndarray", "scalar")
 
 
-@attrs.frozen
-class PlannedLeaf:
+class PlannedLeaf(NamedTuple):  # a tuple: trees have tens of thousands of leaves
     keys: _pytree.Keys
     key_types: tuple[int, ...]
     value_type: str  # the `_METADATA` value_type
     value: Any
+    name: str  # the stored param name (`_pytree.param_name`)
+    path: str  # the `_METADATA` entry key (`_pytree.keypath_str`)
 
 
 @attrs.frozen
@@ -36,10 +37,10 @@ class Plan:
     leaves: list[PlannedLeaf]
     skeleton: Any
     in_host_memory: bool = False  # set by `snapshot`
+    packed: dict[str, int] = attrs.field(factory=dict)  # set by `snapshot` (`pack_offsets`)
 
 
-def _value_type(leaf: _pytree.Leaf) -> str:
-    value, where = leaf.value, _pytree.keypath_str(leaf.keys)
+def _value_type(value: Any, where: str) -> str:
     kind = _pytree.empty_kind(value)
     if kind is not None:
         return kind
@@ -67,6 +68,7 @@ def _value_type(leaf: _pytree.Leaf) -> str:
         "float, bool, str, None and empty dict/list/tuple.")
 
 
+@_gcpause.while_paused
 def plan(tree: Any) -> Plan:
     """Checks every leaf and key of `tree`; raises before any I/O on the first problem."""
     if _pytree.empty_kind(tree) is not None:
@@ -77,19 +79,20 @@ def plan(tree: Any) -> Plan:
         raise errors.UnsupportedTreeError(
             f"The pytree root is a single {type(tree).__name__} leaf; wrap it in a container, "
             "for example save_pytree(path, {'x': value}).")
-    planned = [PlannedLeaf(lf.keys, lf.key_types, _value_type(lf), lf.value) for lf in leaves]
+    planned = []
     seen_paths: dict[str, _pytree.Keys] = {}
     seen_names: dict[str, _pytree.Keys] = {}
-    for lf in planned:
-        stored_as = _zarr.key_prefix(_pytree.param_name(lf.keys))  # 'a' and 'a/' share keys
-        for table, name in ((seen_paths, _pytree.keypath_str(lf.keys)), (seen_names, stored_as)):
-            if name in table:
+    for keys, key_types, value in leaves:
+        path, name = _pytree.keypath_str(keys), _pytree.param_name(keys)
+        planned.append(PlannedLeaf(keys, key_types, _value_type(value, path), value, name, path))
+        stored_as = _zarr.key_prefix(name)  # 'a' and 'a/' share keys
+        for table, seen in ((seen_paths, path), (seen_names, stored_as)):
+            if seen in table:
                 raise errors.UnsupportedTreeError(
-                    f"Leaves {_pytree.keypath_str(table[name])} and "
-                    f"{_pytree.keypath_str(lf.keys)} would be stored under the same name "
-                    f"{name!r} (Orbax joins keys with '.', and stores keys as strings). "
-                    "Rename one of them.")
-            table[name] = lf.keys
+                    f"Leaves {_pytree.keypath_str(table[seen])} and {path} would be stored "
+                    f"under the same name {seen!r} (Orbax joins keys with '.', and stores "
+                    "keys as strings). Rename one of them.")
+            table[seen] = keys
     return Plan(planned, skeleton)
 
 
@@ -103,6 +106,7 @@ def _entry(lf: PlannedLeaf, write_shape=None) -> dict:
             "value_metadata": value_metadata}
 
 
+@_gcpause.while_paused
 def snapshot(the_plan: Plan, *, copy: bool) -> Plan:
     """The plan with every array and scalar moved to host memory (`_engine.HostArray`).
 
@@ -118,25 +122,30 @@ def snapshot(the_plan: Plan, *, copy: bool) -> Plan:
             value = lf.value if isinstance(lf.value, (jax.Array, np.ndarray, np.generic)) else (
                 np.asarray(lf.value))
             lf = PlannedLeaf(lf.keys, lf.key_types, lf.value_type,
-                             _engine.to_host(value, copy=copy))
+                             _engine.to_host(value, copy=copy), lf.name, lf.path)
         leaves.append(lf)
-    return Plan(leaves, the_plan.skeleton, in_host_memory=True)
+    return Plan(leaves, the_plan.skeleton, in_host_memory=True, packed=pack_offsets(leaves))
 
 
+@_gcpause.while_paused
 def write_local(directory: str, the_plan: Plan, *, process_index: int = 0,
-                primary: bool = True) -> None:
+                primary: bool = True, single_process: bool = False) -> None:
     """Writes this process's part: its shards into `ocdbt.process_<i>` and its
     `array_metadatas/process_<i>`. The primary also writes arrays every process
-    holds whole (numpy arrays, scalars) and every array's zarr metadata."""
+    holds whole (numpy arrays, scalars) and every array's zarr metadata. A
+    `single_process` save also points the root manifest at its database (there is
+    nothing to merge; `write_global` is then called with `merge=False`)."""
     the_plan = snapshot(the_plan, copy=False)
     writer = _engine.ArrayWriter(directory, process_index,
                                  expected_bytes=_local_bytes(the_plan, primary=primary))
     try:
         array_metadatas = _write_arrays(writer, the_plan, primary=primary)
-        writer.close()
+        root = writer.close()
     except BaseException:
         writer.abort()
         raise
+    if single_process and root is not None:
+        _engine.share_process_database(directory, process_index, root)
     if array_metadatas:
         os.makedirs(os.path.join(directory, _files.ARRAY_METADATAS), exist_ok=True)
         _files.write_json(os.path.join(directory, _files.ARRAY_METADATAS,
@@ -153,20 +162,17 @@ def _local_bytes(the_plan: Plan, *, primary: bool) -> int:
 
 def _write_arrays(writer: _engine.ArrayWriter, the_plan: Plan, *, primary: bool) -> list:
     """Writes every array this process owns; returns its `array_metadatas` entries."""
-    if primary:
-        packed = pack_offsets(the_plan)
-        if packed:
-            writer.put(PACK_KEY, b"".join(_zarr.encode_chunk(lf.value.blocks[0][1])
-                                          for lf in the_plan.leaves
-                                          if _pytree.param_name(lf.keys) in packed))
+    if primary and the_plan.packed:
+        packed = the_plan.packed
+        writer.put(PACK_KEY, b"".join(_zarr.encode_chunk(lf.value.blocks[0][1])
+                                      for lf in the_plan.leaves if lf.name in packed))
     array_metadatas = []
     for lf in the_plan.leaves:
         if lf.value_type not in _ARRAY_VALUE_TYPES:
             continue
-        host = lf.value
+        host, name = lf.value, lf.name
         if not primary and host.sharding is None:
             continue  # the same on every process: the primary writes it
-        name = _pytree.param_name(lf.keys)
         chunks = writer.write(name, host.shape, host.dtype, host.write_shape, host.blocks,
                               write_metadata=primary)
         if lf.value_type == "jax.Array":
@@ -176,30 +182,32 @@ def _write_arrays(writer: _engine.ArrayWriter, the_plan: Plan, *, primary: bool)
     return array_metadatas
 
 
-def write_global(directory: str, the_plan: Plan) -> None:
+@_gcpause.while_paused
+def write_global(directory: str, the_plan: Plan, *, merge: bool = True) -> None:
     """The primary's part, once every process wrote its own: merges the per-process
-    databases into the root manifest and writes `_METADATA`, `_sharding`, `_strings.json`."""
-    _engine.merge_process_databases(directory, _engine.new_context())
+    databases into the root manifest (unless `write_local` already pointed it at the
+    only one) and writes `_METADATA`, `_sharding`, `_strings.json`."""
+    if merge:
+        _engine.merge_process_databases(directory, _engine.new_context())
     the_plan = snapshot(the_plan, copy=False)  # a no-op after write_local
-    packed = pack_offsets(the_plan)
+    packed = the_plan.packed
     tree_metadata, shardings, strings, layout = {}, {}, {}, {}
     for lf in the_plan.leaves:
-        name = _pytree.param_name(lf.keys)
-        write_shape = None
+        name, write_shape = lf.name, None
         if lf.value_type in _ARRAY_VALUE_TYPES:
-            shape, dtype, array_write_shape, sharding = _array_info(lf.value)
-            chunks = _zarr.chunk_shape(array_write_shape, dtype.itemsize)
-            layout[name] = [list(shape), _zarr.zarr3_name(dtype), list(chunks)]
+            host = lf.value
+            chunks = _zarr.chunk_shape(host.write_shape, host.dtype.itemsize)
+            layout[name] = [list(host.shape), _zarr.zarr3_name(host.dtype), list(chunks)]
             if name in packed:
                 layout[name].append(packed[name])
             if lf.value_type == "jax.Array":
-                write_shape = array_write_shape
-                encoded = _files.sharding_json(sharding)
+                write_shape = host.write_shape
+                encoded = _files.sharding_json(host.sharding)
                 if encoded is not None:
                     shardings[_files.sharding_key(name)] = encoded
         elif lf.value_type == "string":
             strings[name] = lf.value
-        tree_metadata[_pytree.keypath_str(lf.keys)] = _entry(lf, write_shape)
+        tree_metadata[lf.path] = _entry(lf, write_shape)
     if shardings:
         _files.write_json(os.path.join(directory, _files.SHARDING), shardings)
     if strings:
@@ -215,7 +223,7 @@ def write_global(directory: str, the_plan: Plan) -> None:
     })
 
 
-def pack_offsets(the_plan: Plan) -> dict[str, int]:
+def pack_offsets(leaves: list[PlannedLeaf]) -> dict[str, int]:
     """Where each small whole array sits in the pack (`PACK_KEY`), by param name.
 
     Small arrays every process holds whole (numpy arrays and scalars, written by the
@@ -224,10 +232,10 @@ def pack_offsets(the_plan: Plan) -> dict[str, int]:
     written as usual. Empty if any array's keys would collide with the pack's key.
     """
     offsets, offset = {}, 0
-    for lf in the_plan.leaves:
+    for lf in leaves:
         if lf.value_type not in _ARRAY_VALUE_TYPES:
             continue
-        name = _pytree.param_name(lf.keys)
+        name = lf.name
         if name == PACK_KEY or name.startswith(PACK_KEY + "/"):
             return {}
         host = lf.value
@@ -238,18 +246,7 @@ def pack_offsets(the_plan: Plan) -> dict[str, int]:
     return offsets
 
 
-def _array_info(value: Any) -> tuple[tuple[int, ...], np.dtype, tuple[int, ...], Any]:
-    """(shape, dtype, write shape, sharding) of a leaf, in host memory or not."""
-    if isinstance(value, _engine.HostArray):
-        return value.shape, value.dtype, value.write_shape, value.sharding
-    if isinstance(value, jax.Array):
-        return (tuple(value.shape), np.dtype(value.dtype),
-                tuple(value.sharding.shard_shape(value.shape)), value.sharding)
-    arr = np.asarray(value)
-    return arr.shape, arr.dtype, arr.shape, None
-
-
 def write(directory: str, the_plan: Plan) -> None:
     """Writes the whole tree from a single process into the (empty) `directory`."""
-    write_local(directory, the_plan)
-    write_global(directory, the_plan)
+    write_local(directory, the_plan, single_process=True)
+    write_global(directory, the_plan, merge=False)

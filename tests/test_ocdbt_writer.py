@@ -28,6 +28,43 @@ def test_varint():
     assert _ocdbt.varint(100_000_000) == bytes.fromhex("80c2d72f")
 
 
+@given(st.lists(st.integers(0, 2**64 - 1)))
+def test_varints_is_varint_of_each_value(values):
+    assert _ocdbt.varints(values) == b"".join(map(_ocdbt.varint, values))
+
+
+@given(st.lists(st.binary(max_size=20), min_size=1, max_size=40, unique=True))
+def test_key_columns_row_compare_and_key_by_key_agree(keys):
+    """Zero-padded rows must not make a key that ends in b'\\0' look like a prefix."""
+    keys = sorted(keys)
+    fast = _ocdbt._key_columns(keys)
+    real_limit = _ocdbt._KEY_MATRIX_BYTES
+    try:
+        _ocdbt._KEY_MATRIX_BYTES = 0  # force the key-by-key path
+        assert _ocdbt._key_columns(keys) == fast
+    finally:
+        _ocdbt._KEY_MATRIX_BYTES = real_limit
+    prefix = [0, *(len(os.path.commonprefix([a, b])) for a, b in zip(keys, keys[1:]))]
+    assert fast == (_ocdbt.varints(prefix[1:]),
+                    _ocdbt.varints([len(k) - p for k, p in zip(keys, prefix)]),
+                    b"".join(k[p:] for k, p in zip(keys, prefix)))
+
+
+def test_a_single_process_root_manifest_shares_the_process_database(tmp_path):
+    """Nothing is merged or copied: the root's `d/` stays empty, and TensorStore reads
+    every key through the root manifest."""
+    ocp.save_pytree(tmp_path / "c", {"x": np.arange(3000.0), "y": np.ones(3)})
+    item = tmp_path / "c" / "pytree"
+    assert os.listdir(item / "d") == []
+    root = ts.KvStore.open({"driver": "ocdbt", "base": f"file://{item}/"}).result()
+    child = ts.KvStore.open({"driver": "ocdbt",
+                             "base": f"file://{item}/ocdbt.process_0/"}).result()
+    keys = root.list().result()
+    assert keys == child.list().result() and b"x/c/0" in keys
+    for key in keys:
+        assert root.read(key).result().value == child.read(key).result().value
+
+
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(db=databases)
