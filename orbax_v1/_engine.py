@@ -90,14 +90,13 @@ class ArrayWriter:
               write_shape: tuple[int, ...], blocks: Iterable[tuple[tuple[int, ...], np.ndarray]],
               *, write_metadata: bool = True) -> tuple[int, ...]:
         """Writes one array (its metadata and the given blocks); returns its chunk shape."""
-        dtype = np.dtype(dtype)
+        dtype, shape = np.dtype(dtype), tuple(shape)
         chunks = _zarr.chunk_shape(write_shape, dtype.itemsize)
         if write_metadata:
-            self.put(_zarr.metadata_key(param),
-                     _zarr.zarr3_metadata(tuple(shape), dtype, tuple(chunks)))
+            self.put(_zarr.metadata_key(param), _zarr.zarr3_metadata(shape, dtype, chunks))
         if 0 in shape:
             return chunks
-        if chunks == tuple(shape):  # one chunk holds the whole array (most small arrays)
+        if chunks == shape:  # one chunk holds the whole array (most small arrays)
             for _, block in blocks:
                 self.put(_zarr.chunk_key(param, (0,) * len(shape)), block)
             return chunks
@@ -114,10 +113,11 @@ class ArrayWriter:
         encoded = key.encode()
         if encoded in self._entries:
             raise ValueError(f"key {key!r} written twice into {self._dir}")
-        nbytes = data.nbytes if isinstance(data, np.ndarray) else len(data)
+        is_array = isinstance(data, np.ndarray)
+        nbytes = data.nbytes if is_array else len(data)
         if nbytes <= _ocdbt.MAX_INLINE_VALUE_BYTES:
-            inline = _zarr.encode_chunk(data) if isinstance(data, np.ndarray) else bytes(data)
-            self._entries[encoded] = _ocdbt.Entry(encoded, nbytes, inline=inline)
+            inline = _zarr.encode_chunk(data) if is_array else bytes(data)
+            self._entries[encoded] = _ocdbt.Entry(encoded, nbytes, 0, inline)
             return
         file = self._data_file()
         if nbytes >= LARGE_VALUE_BYTES:

@@ -6,6 +6,7 @@ streams the array data through the engine and writes the metadata files.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any, NamedTuple
@@ -96,14 +97,20 @@ def plan(tree: Any) -> Plan:
     return Plan(planned, skeleton)
 
 
-def _entry(lf: PlannedLeaf, write_shape=None) -> dict:
-    value_metadata = {"value_type": lf.value_type,
-                      "skip_deserialize": lf.value_type in ("None", "Dict", "List", "Tuple",
-                                                            "NamedTuple")}
-    if write_shape is not None:
-        value_metadata["write_shape"] = list(write_shape)
-    return {"key_metadata": [{"key": k, "key_type": t} for k, t in zip(lf.keys, lf.key_types)],
-            "value_metadata": value_metadata}
+_EMPTY_VALUE_TYPES = ("None", "Dict", "List", "Tuple", "NamedTuple")
+_quote = json.encoder.encode_basestring_ascii  # a JSON string literal, as json.dumps writes
+
+
+def _entry_json(lf: PlannedLeaf, write_shape: tuple[int, ...] | None = None) -> str:
+    """`"<path>": {"key_metadata": [...], "value_metadata": {...}}`: one leaf's member of
+    `tree_metadata`, as JSON text. Written from a template rather than through dicts
+    and `json.dumps`, which cost more than the rest of `write_global` for many leaves."""
+    keys = ", ".join(f'{{"key": {_quote(k)}, "key_type": {t}}}'
+                     for k, t in zip(lf.keys, lf.key_types))
+    skip = "true" if lf.value_type in _EMPTY_VALUE_TYPES else "false"
+    shape = "" if write_shape is None else f', "write_shape": [{", ".join(map(str, write_shape))}]'
+    return (f'{_quote(lf.path)}: {{"key_metadata": [{keys}], "value_metadata": '
+            f'{{"value_type": {_quote(lf.value_type)}, "skip_deserialize": {skip}{shape}}}}}')
 
 
 @_gcpause.while_paused
@@ -191,7 +198,7 @@ def write_global(directory: str, the_plan: Plan, *, merge: bool = True) -> None:
         _engine.merge_process_databases(directory, _engine.new_context())
     the_plan = snapshot(the_plan, copy=False)  # a no-op after write_local
     packed = the_plan.packed
-    tree_metadata, shardings, strings, layout = {}, {}, {}, {}
+    tree_metadata, shardings, strings, layout = [], {}, {}, {}
     for lf in the_plan.leaves:
         name, write_shape = lf.name, None
         if lf.value_type in _ARRAY_VALUE_TYPES:
@@ -207,13 +214,12 @@ def write_global(directory: str, the_plan: Plan, *, merge: bool = True) -> None:
                     shardings[_files.sharding_key(name)] = encoded
         elif lf.value_type == "string":
             strings[name] = lf.value
-        tree_metadata[lf.path] = _entry(lf, write_shape)
+        tree_metadata.append(_entry_json(lf, write_shape))
     if shardings:
         _files.write_json(os.path.join(directory, _files.SHARDING), shardings)
     if strings:
         _files.write_json(os.path.join(directory, _files.STRINGS), strings)
-    _files.write_json(os.path.join(directory, _files.PYTREE_METADATA), {
-        "tree_metadata": tree_metadata,
+    rest = json.dumps({
         "use_ocdbt": True,
         "use_zarr3": True,
         "store_array_data_equal_to_fill_value": True,
@@ -221,6 +227,8 @@ def write_global(directory: str, the_plan: Plan, *, merge: bool = True) -> None:
         SKELETON_KEY: the_plan.skeleton,
         LAYOUT_KEY: layout,
     })
+    _files.write_bytes(os.path.join(directory, _files.PYTREE_METADATA),
+                       f'{{"tree_metadata": {{{", ".join(tree_metadata)}}}, {rest[1:]}'.encode())
 
 
 def pack_offsets(leaves: list[PlannedLeaf]) -> dict[str, int]:

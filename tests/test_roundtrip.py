@@ -141,3 +141,40 @@ def test_sharded_array_round_trips_on_its_mesh(tmp_path):
     y = ocp.load(tmp_path / "c", ocp.metadata(tmp_path / "c"))["x"]  # the saved sharding
     assert y.sharding == sharding
     np.testing.assert_array_equal(np.asarray(y), np.asarray(x))
+
+
+@given(st.dictionaries(st.text(max_size=6), st.sampled_from(["arr", "str", "none", "list"]),
+                       min_size=1, max_size=6))
+def test_tree_metadata_text_is_the_json_real_orbax_expects(tmp_path_factory, spec):
+    """`tree_metadata` is written from a template (for speed); it must parse to exactly
+    the entries Orbax's format has, whatever the keys hold (quotes, controls, unicode)."""
+    import json
+    import os
+    make = {"arr": lambda: np.ones(2, np.float32), "str": lambda: "s", "none": lambda: None,
+            "list": lambda: [np.zeros(1), {}]}
+    tree = {"t": {k: make[kind]() for k, kind in spec.items()},
+            "j": jax.device_put(np.arange(8.0).reshape(4, 2), jax.sharding.NamedSharding(
+                jax.make_mesh((4,), ("d",)), jax.sharding.PartitionSpec("d")))}
+    path = tmp_path_factory.mktemp("m") / "c"
+    ocp.save_pytree(path, tree)
+    with open(os.path.join(path, "pytree", "_METADATA")) as f:
+        got = json.load(f)["tree_metadata"]
+    expected = {}
+
+    def add(keys, key_types, value_type, write_shape=None):
+        value = {"value_type": value_type,
+                 "skip_deserialize": value_type in ("None", "Dict", "List")}
+        if write_shape is not None:
+            value["write_shape"] = write_shape
+        expected[repr(tuple(keys))] = {
+            "key_metadata": [{"key": k, "key_type": t} for k, t in zip(keys, key_types)],
+            "value_metadata": value}
+
+    for k, kind in spec.items():
+        if kind == "list":
+            add(("t", k, "0"), (2, 2, 1), "np.ndarray")
+            add(("t", k, "1"), (2, 2, 1), "Dict")
+        else:
+            add(("t", k), (2, 2), {"arr": "np.ndarray", "str": "string", "none": "None"}[kind])
+    add(("j",), (2,), "jax.Array", [1, 2])
+    assert got == expected
