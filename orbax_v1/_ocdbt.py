@@ -101,6 +101,9 @@ def _data_file_table(path: str | None, base_path: str = "") -> bytes:
     return varint(1) + varint(len(encoded)) + varint(len(base)) + encoded
 
 
+_KEY_MATRIX_BYTES = 64 << 20  # beyond this, prefixes are found key by key
+
+
 def _key_columns(keys: Sequence[bytes]) -> tuple[bytes, bytes, bytes]:
     """(prefix lengths, suffix lengths, suffixes) of sorted keys, prefix-compressed."""
     if not keys:
@@ -110,7 +113,7 @@ def _key_columns(keys: Sequence[bytes]) -> tuple[bytes, bytes, bytes]:
     if len(keys) == 1:
         common = []
     elif len(keys) * width > _KEY_MATRIX_BYTES:  # a few very long keys: key by key
-        common = [_common_prefix(a, b) for a, b in zip(keys, keys[1:])]
+        common = [len(os.path.commonprefix((a, b))) for a, b in zip(keys, keys[1:])]
     else:  # one row per key, zero-padded: compare each row with the one before
         rows = np.frombuffer(b"".join(k.ljust(width, b"\0") for k in keys), np.uint8)
         rows = rows.reshape(len(keys), width)
@@ -119,18 +122,6 @@ def _key_columns(keys: Sequence[bytes]) -> tuple[bytes, bytes, bytes]:
         common = np.minimum(first, np.minimum(lengths[1:], lengths[:-1])).tolist()
     suffixes = b"".join([keys[0], *(k[c:] for k, c in zip(keys[1:], common))])
     return varints(common), varints(lengths - np.array([0, *common])), suffixes
-
-
-_KEY_MATRIX_BYTES = 64 << 20
-
-
-def _common_prefix(a: bytes, b: bytes) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class Entry(NamedTuple):  # a tuple: a database may hold hundreds of thousands

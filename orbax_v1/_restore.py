@@ -116,32 +116,38 @@ def _read_all(stored: StoredTree, wanted: list[tuple[StoredLeaf, Target]]) -> li
         return _read_with(reader, stored, wanted)
 
 
+@_gcpause.while_paused
+def _start_reads(reader, stored: StoredTree, wanted: list[tuple[StoredLeaf, Target]]) -> list:
+    """Opens, checks and starts every read: Python work per leaf, so the collector is
+    paused. Waiting for the reads (`_read_with`) is not: with the collector paused
+    there too, loads of large arrays measured several times slower
+    (benchmarks/save_load.py (b), "warm": 1.35-1.5 s against 0.13-0.2 s), for
+    reasons not yet pinned down."""
+    to_open = [lf for lf, t in wanted if t.kind not in ("skip", "string")]
+    stores = open_arrays(stored, reader, to_open)
+    problems = []
+    for lf, target in wanted:
+        why = _check(lf, target, stores.get(lf.keys))
+        if why:
+            problems.append((lf.keys, why))
+    if problems:
+        lines = "\n".join(f"  {_pytree.keypath_str(k)}: {why}" for k, why in problems)
+        raise errors.TreeMismatchError(
+            f"The abstract tree does not match the checkpoint at {stored.directory}:\n{lines}",
+            mismatched=problems)
+    strings = read_strings(stored) if any(t.kind == "string" for _, t in wanted) else {}
+    finishers = []
+    for lf, target in wanted:
+        if target.kind == "skip":
+            finishers.append(lambda: ...)
+        else:
+            finishers.append(_start_read(reader, target, stores.get(lf.keys), lf, strings,
+                                         stored.directory))
+    return finishers
+
+
 def _read_with(reader, stored: StoredTree, wanted: list[tuple[StoredLeaf, Target]]) -> list[Any]:
-    # Opening, checking and starting every read is Python work per leaf: paused
-    # collector. Waiting for the reads is not: with the collector paused there, loads
-    # of large arrays measured several times slower (benchmarks/save_load.py (b),
-    # "warm": 1.35-1.5 s against 0.13-0.2 s), for reasons not yet pinned down.
-    with _gcpause.paused():
-        to_open = [lf for lf, t in wanted if t.kind not in ("skip", "string")]
-        stores = open_arrays(stored, reader, to_open)
-        problems = []
-        for lf, target in wanted:
-            why = _check(lf, target, stores.get(lf.keys))
-            if why:
-                problems.append((lf.keys, why))
-        if problems:
-            lines = "\n".join(f"  {_pytree.keypath_str(k)}: {why}" for k, why in problems)
-            raise errors.TreeMismatchError(
-                f"The abstract tree does not match the checkpoint at {stored.directory}:\n{lines}",
-                mismatched=problems)
-        strings = read_strings(stored) if any(t.kind == "string" for _, t in wanted) else {}
-        finishers = []
-        for lf, target in wanted:
-            if target.kind == "skip":
-                finishers.append(lambda: ...)
-            else:
-                finishers.append(_start_read(reader, target, stores.get(lf.keys), lf, strings,
-                                             stored.directory))
+    finishers = _start_reads(reader, stored, wanted)
     out = []
     for (lf, _), finish in zip(wanted, finishers):
         try:
