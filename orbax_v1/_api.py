@@ -1,7 +1,8 @@
 """The free functions of the v1 API.
 
 Data flows one way: call site → layout resolution (`_layout`) → handler
-(`_builtin_handlers`, `handlers`) → array engine (`_engine`) → storage.
+(`_builtin_handlers`, `handlers`) → tree layer (`_pytree_save`, `_pytree_load`,
+`_restore`) → storage (`_storage`: the only package that touches files and TensorStore).
 """
 
 from __future__ import annotations

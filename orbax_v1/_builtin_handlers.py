@@ -7,7 +7,6 @@ and accepts the names real Orbax v0 and v1 recorded, so we load what it wrote.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 from orbax_v1 import (_files, _layout, _multihost, _pytree, _pytree_load, _pytree_save, _restore,
                       _types, errors)
 from orbax_v1 import handlers
+from orbax_v1._storage import files, paths
 
 _V1 = "orbax.checkpoint.experimental.v1._src.handlers."
 _ARRAY_LEAVES = (np.ndarray, jax.Array, np.generic, int, float, bool, str)
@@ -55,12 +55,13 @@ class JsonHandler:
             return  # the same on every process: the primary writes it
         if not isinstance(checkpointable, _EncodedJson):  # called without prepare
             checkpointable = self.prepare(checkpointable, copy=False)
-        _files.write_bytes(os.path.join(directory, self.FILENAME), checkpointable.data)
+        _files.write_bytes(paths.join(paths.resolve(directory), self.FILENAME),
+                           checkpointable.data)
 
     def load(self, directory: pathlib.Path, abstract_checkpointable: Any = None) -> Any:
         for name in self.FILENAMES:
-            path = os.path.join(directory, name)
-            if os.path.isfile(path):
+            path = paths.join(paths.resolve(directory), name)
+            if files.is_file(path):
                 return _files.read_json(path, what="JSON checkpointable")
         raise errors.CorruptCheckpointError(
             f"JSON checkpointable {directory} holds none of {list(self.FILENAMES)}.")
@@ -108,22 +109,22 @@ class PyTreeHandler:
 
     def save(self, directory: pathlib.Path, checkpointable: Any) -> None:
         """This process's part of the tree (every process calls it)."""
-        _pytree_save.write_local(os.fspath(directory), _as_plan(checkpointable),
+        _pytree_save.write_local(paths.resolve(directory), _as_plan(checkpointable),
                                  process_index=_multihost.process_index(),
                                  primary=_multihost.is_primary(),
                                  single_process=_multihost.process_count() == 1)
 
     def finalize(self, directory: pathlib.Path, checkpointable: Any) -> None:
         """What is shared (the primary calls it once every process has saved)."""
-        _pytree_save.write_global(os.fspath(directory), _as_plan(checkpointable),
+        _pytree_save.write_global(paths.resolve(directory), _as_plan(checkpointable),
                                   merge=_multihost.process_count() > 1)
 
     def load(self, directory: pathlib.Path, abstract_checkpointable: Any = None) -> Any:
-        stored = _pytree_load.read_stored_tree(os.fspath(directory))
+        stored = _pytree_load.read_stored_tree(paths.resolve(directory))
         return _restore.restore(stored, abstract_checkpointable, partial_load=self.partial_load)
 
     def metadata(self, directory: pathlib.Path) -> Any:
-        return _restore.metadata_tree(_pytree_load.read_stored_tree(os.fspath(directory)))
+        return _restore.metadata_tree(_pytree_load.read_stored_tree(paths.resolve(directory)))
 
 
 class ArrayHandler:
@@ -153,7 +154,7 @@ class ArrayHandler:
         return self.prepare(checkpointable, copy=False)
 
     def load(self, directory: pathlib.Path, abstract_checkpointable: Any = None) -> Any:
-        stored = _pytree_load.read_stored_tree(os.fspath(directory))
+        stored = _pytree_load.read_stored_tree(paths.resolve(directory))
         abstract = None if abstract_checkpointable is None else {self.KEY: abstract_checkpointable}
         return _restore.restore(stored, abstract)[self.KEY]
 

@@ -9,13 +9,15 @@ checkpointable with the handler recorded for it in `_CHECKPOINT_METADATA`.
 from __future__ import annotations
 
 import json
-import os
-import pathlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from orbax_v1 import _builtin_handlers, _commit, _files, _layout, _multihost, errors, handlers
+from etils import epath
+
+from orbax_v1 import _builtin_handlers, _files, _layout, _multihost, errors, handlers
+from orbax_v1._storage import commit as _commit
+from orbax_v1._storage import files, paths
 from orbax_v1._types import CheckpointMetadata
 
 # What real Orbax v0 records for a pytree saved directly into a directory.
@@ -23,15 +25,20 @@ _V0_PYTREE_HANDLER = "orbax.checkpoint._src.handlers.pytree_checkpoint_handler.P
 
 
 def abspath(path: Any) -> str:
-    if path is None or (isinstance(path, str) and not path):
-        raise errors.CheckpointNotFoundError("Path must not be None or empty.")
-    return os.path.abspath(os.fspath(path))
+    """The resolved form of a user's path: absolute local, or `gs://` / `s3://`."""
+    return paths.resolve(path)
+
+
+def _handler_dir(path: str):
+    """The directory handed to a handler: an `etils.epath.Path`, as real Orbax gives
+    (it keeps `gs://` and `s3://` URLs whole, where `pathlib` would not)."""
+    return epath.Path(path)
 
 
 def _check_names(names, *, call: str) -> None:
     for name in names:
         _layout.check_name(name, call=call)
-        if not isinstance(name, str) or os.sep in name or name in (".", "..") or (
+        if not isinstance(name, str) or "/" in name or name in (".", "..") or (
                 _commit.is_temporary(name)):
             raise errors.InvalidArgumentError(
                 f"{name!r} cannot name a checkpointable in {call}: it must be a directory name.")
@@ -75,9 +82,9 @@ def prepare_save(path: Any, checkpointables: Mapping[str, Any], *, overwrite: bo
     start = time.time_ns()
 
     def step_files(tmp: str) -> None:
-        _files.write_bytes(os.path.join(tmp, _files.V1_MARKER), b"")
+        _files.write_bytes(paths.join(tmp, _files.V1_MARKER), b"")
         item_handlers = {n: handlers.typestr(type(h)) for n, (h, _) in prepared.items()}
-        _files.write_json(os.path.join(tmp, _files.CHECKPOINT_METADATA),
+        _files.write_json(paths.join(tmp, _files.CHECKPOINT_METADATA),
                           _files.checkpoint_metadata_json(item_handlers, custom_metadata, start))
 
     parts = [(name, handler, value) for name, (handler, value) in prepared.items()]
@@ -100,7 +107,7 @@ def prepare_save_direct(path: Any, pytree: Any, *, overwrite: bool = False,
     start = time.time_ns()
 
     def step_files(tmp: str) -> None:
-        _files.write_json(os.path.join(tmp, _files.CHECKPOINT_METADATA),
+        _files.write_json(paths.join(tmp, _files.CHECKPOINT_METADATA),
                           _files.checkpoint_metadata_json(_V0_PYTREE_HANDLER, custom_metadata,
                                                           start))
 
@@ -125,16 +132,16 @@ def _run_save(path: str, overwrite: bool, parts: list[tuple[str, Any, Any]],
         created.append(tmp)
         for name, _, _ in parts:
             if name:
-                os.mkdir(os.path.join(tmp, name))
+                files.make_dir(paths.join(tmp, name))
 
     try:
         phases.run("create", create, primary_only=True)
-        phases.run("write", lambda: [h.save(pathlib.Path(tmp, n), v) for n, h, v in parts])
+        phases.run("write", lambda: [h.save(_handler_dir(paths.join(tmp, n) if n else tmp), v) for n, h, v in parts])
 
         def finish() -> None:
             for name, handler, value in parts:
                 if hasattr(handler, "finalize"):
-                    handler.finalize(pathlib.Path(tmp, name), value)
+                    handler.finalize(_handler_dir(paths.join(tmp, name) if name else tmp), value)
             step_files(tmp)
             _commit.publish(tmp, path)
 
@@ -146,7 +153,7 @@ def _run_save(path: str, overwrite: bool, parts: list[tuple[str, Any, Any]],
 
 
 def _handler_for(layout: _layout.Layout, name: str, recorded: Any, abstract: Any):
-    directory = os.path.join(layout.path, name)
+    directory = paths.join(layout.path, name)
     typestr = recorded.get(name) if isinstance(recorded, dict) else None
     handler_type = handlers.global_registry().for_load(name, typestr, abstract)
     if handler_type is None and typestr is None:
@@ -176,7 +183,7 @@ def load(path: Any, abstract_checkpointables: Mapping[str, Any] | None = None) -
             f"{path} has no checkpointables {absent}; it has {list(layout.names)}.")
     recorded = _files.read_checkpoint_metadata(path).get("item_handlers")
     handlers_by_name = {n: _handler_for(layout, n, recorded, a) for n, a in wanted.items()}
-    return {n: h.load(pathlib.Path(path, n), wanted[n]) for n, h in handlers_by_name.items()}
+    return {n: h.load(_handler_dir(paths.join(path, n)), wanted[n]) for n, h in handlers_by_name.items()}
 
 
 def step_metadata(path: str, metadata: Any) -> CheckpointMetadata:
@@ -194,5 +201,5 @@ def metadata(path: Any) -> CheckpointMetadata:
     layout = _layout.checkpointables_dir(path)
     recorded = _files.read_checkpoint_metadata(path).get("item_handlers")
     return step_metadata(path, {
-        n: _handler_for(layout, n, recorded, None).metadata(pathlib.Path(path, n))
+        n: _handler_for(layout, n, recorded, None).metadata(_handler_dir(paths.join(path, n)))
         for n in layout.names})

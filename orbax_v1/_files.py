@@ -1,14 +1,14 @@
-"""Reading and writing the small JSON files of a checkpoint, durably.
+"""The small JSON files of a checkpoint: their names, contents and reading.
 
 `_CHECKPOINT_METADATA` (step level), the pytree `_METADATA`, `_sharding`,
 `array_metadatas/process_<i>` and `_strings.json`, in the bytes real Orbax writes.
+The bytes themselves are written and read by the storage package.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 from typing import Any
 
@@ -16,37 +16,11 @@ import jax
 import numpy as np
 
 from orbax_v1 import errors
-
-CHECKPOINT_METADATA = "_CHECKPOINT_METADATA"
-PYTREE_METADATA = "_METADATA"
-SHARDING = "_sharding"
-STRINGS = "_strings.json"
-ARRAY_METADATAS = "array_metadatas"
-V1_MARKER = "orbax.checkpoint"
-COMMIT_SUCCESS = "commit_success.txt"
-
-
-def write_bytes(path: str, data: bytes) -> None:
-    """Writes a file and fsyncs it, so a later directory rename commits its content."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def write_json(path: str, obj: Any) -> None:
-    write_bytes(path, json.dumps(obj).encode())
-
-
-def read_json(path: str, *, what: str) -> Any:
-    """Parses a JSON file; a damaged one is a `CorruptCheckpointError` naming it."""
-    try:
-        with open(path, "rb") as f:
-            return json.loads(f.read())
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as e:
-        raise errors.CorruptCheckpointError(f"{what} at {path} is unreadable: {e}") from e
+from orbax_v1._storage import paths
+from orbax_v1._storage.files import read_json, write_bytes, write_json  # noqa: F401 - re-exported
+from orbax_v1._storage.format import (  # noqa: F401 - re-exported
+    ARRAY_METADATAS, CHECKPOINT_METADATA, COMMIT_SUCCESS, PYTREE_METADATA, SHARDING, STRINGS,
+    V1_MARKER)
 
 
 def checkpoint_metadata_json(item_handlers: Any, custom_metadata: Any,
@@ -64,7 +38,7 @@ def checkpoint_metadata_json(item_handlers: Any, custom_metadata: Any,
 
 def read_checkpoint_metadata(directory: str) -> dict:
     """The step-level metadata; `{}` when the file is missing (real Orbax treats it so)."""
-    path = os.path.join(directory, CHECKPOINT_METADATA)
+    path = paths.join(directory, CHECKPOINT_METADATA)
     try:
         data = read_json(path, what="Checkpoint metadata")
     except FileNotFoundError:

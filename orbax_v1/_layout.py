@@ -9,11 +9,13 @@
 from __future__ import annotations
 
 import enum
-import os
 
 import attrs
 
-from orbax_v1 import _commit, _files, errors
+from orbax_v1 import _files, errors
+from orbax_v1._storage import commit as _commit
+from orbax_v1._storage import files, paths
+from orbax_v1._storage.format import MANIFEST
 
 RESERVED_NAMES = frozenset({"metrics", ""})
 _JSON_FILES = ("data.json", "metadata", "metrics")
@@ -39,7 +41,7 @@ class Layout:
 
     def describe(self) -> str:
         """What the path holds and what to call instead, for error messages."""
-        parent = os.path.dirname(self.path)
+        parent = paths.parent(self.path)
         if self.kind is Kind.ROOT:
             steps = [int(n) if n.isdigit() else n for n in self.names]
             return f"is a root directory of steps {steps}: load one of them"
@@ -47,7 +49,7 @@ class Layout:
             return "holds a pytree directly: use load(path, checkpointable_name=None)"
         if self.kind is Kind.CHILD:
             return (f"is inside a checkpoint: try the parent, load({parent!r}, "
-                    f"checkpointable_name={os.path.basename(self.path)!r})")
+                    f"checkpointable_name={paths.name(self.path)!r})")
         if self.kind is Kind.STEP:
             if self.pytree_names:
                 best = "state" if "state" in self.pytree_names else self.pytree_names[0]
@@ -59,27 +61,26 @@ class Layout:
 
 def is_pytree_dir(path: str) -> bool:
     """Holds pytree data: a `_METADATA` file, or an OCDBT store a tree can be rebuilt from."""
-    return (os.path.isfile(os.path.join(path, _files.PYTREE_METADATA))
-            or os.path.isfile(os.path.join(path, "manifest.ocdbt")))
+    return (files.is_file(paths.join(path, _files.PYTREE_METADATA))
+            or files.is_file(paths.join(path, MANIFEST)))
 
 
 def is_json_dir(path: str) -> bool:
-    return any(os.path.isfile(os.path.join(path, f)) for f in _JSON_FILES)
+    return any(files.is_file(paths.join(path, f)) for f in _JSON_FILES)
 
 
 def _has_step_markers(path: str) -> bool:
-    return (os.path.isfile(os.path.join(path, _files.CHECKPOINT_METADATA))
-            or os.path.isfile(os.path.join(path, _files.V1_MARKER)))
+    return (files.is_file(paths.join(path, _files.CHECKPOINT_METADATA))
+            or files.is_file(paths.join(path, _files.V1_MARKER)))
 
 
 def _subdirs(path: str) -> list[str]:
-    return sorted(e.name for e in os.scandir(path)
-                  if e.is_dir() and not _commit.is_temporary(e.name))
+    return [n for n in files.subdirs(path) if not _commit.is_temporary(n)]
 
 
 def _recorded_names(path: str) -> set[str]:
     """Checkpointable names recorded in `_CHECKPOINT_METADATA` (empty if none or unreadable)."""
-    if not os.path.isfile(os.path.join(path, _files.CHECKPOINT_METADATA)):
+    if not files.is_file(paths.join(path, _files.CHECKPOINT_METADATA)):
         return set()
     try:
         recorded = _files.read_checkpoint_metadata(path).get("item_handlers")
@@ -92,30 +93,34 @@ def classify(path: str) -> Layout:
     """The layout of `path`; looks only at `path`, its parent and its children."""
     if _commit.is_temporary(path):
         return Layout(path, Kind.TEMPORARY)
-    if not os.path.exists(path):
-        return Layout(path, Kind.MISSING)
-    if not os.path.isdir(path):
-        return Layout(path, Kind.NOT_A_DIRECTORY)
-    parent = os.path.dirname(path)
+    if not files.is_dir(path):
+        return Layout(path, Kind.NOT_A_DIRECTORY if files.exists(path) else Kind.MISSING)
+    parent = paths.parent(path)
     if (not _has_step_markers(path) and _has_step_markers(parent)
             and (is_pytree_dir(path) or is_json_dir(path))):
         return Layout(path, Kind.CHILD)
+    # On an object store a save writes in place: without its commit file, a
+    # checkpoint is unfinished (real Orbax's CommitFileTemporaryPath).
+    uncommitted = paths.is_remote(path) and not _commit.is_committed(path)
     if is_pytree_dir(path):
-        return Layout(path, Kind.DIRECT)
+        return Layout(path, Kind.TEMPORARY if uncommitted else Kind.DIRECT)
     subdirs = _subdirs(path)
     recorded = _recorded_names(path)
     names = tuple(n for n in subdirs if n not in RESERVED_NAMES and (
-        n in recorded or is_pytree_dir(os.path.join(path, n))
-        or is_json_dir(os.path.join(path, n))))
-    pytree_names = tuple(n for n in names if is_pytree_dir(os.path.join(path, n)))
+        n in recorded or is_pytree_dir(paths.join(path, n))
+        or is_json_dir(paths.join(path, n))))
+    pytree_names = tuple(n for n in names if is_pytree_dir(paths.join(path, n)))
     if _has_step_markers(path):
+        if uncommitted:
+            return Layout(path, Kind.TEMPORARY)
         return Layout(path, Kind.STEP, names, pytree_names)
-    steps = [n for n in subdirs if _has_step_markers(os.path.join(path, n))]
+    steps = [n for n in subdirs if _has_step_markers(paths.join(path, n))
+             and _commit.is_committed(paths.join(path, n))]
     if steps:
         steps.sort(key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))
         return Layout(path, Kind.ROOT, tuple(steps))
-    if names:
-        return Layout(path, Kind.STEP, names, pytree_names)  # composite, metadata lost
+    if names:  # composite, metadata lost
+        return Layout(path, Kind.TEMPORARY if uncommitted else Kind.STEP, names, pytree_names)
     return Layout(path, Kind.NOT_A_CHECKPOINT)
 
 
@@ -131,9 +136,10 @@ def _fail_unusable(layout: Layout) -> None:
     if layout.kind is Kind.MISSING:
         raise errors.CheckpointNotFoundError(f"Checkpoint path {layout.path} does not exist.")
     if layout.kind is Kind.TEMPORARY:
+        what = (f"holds no {_files.COMMIT_SUCCESS}: an unfinished save" if paths.is_remote(
+            layout.path) else "is an uncommitted temporary directory left by an unfinished save")
         raise errors.IncompleteCheckpointError(
-            f"{layout.path} is an uncommitted temporary directory left by an unfinished save; "
-            "it never loads. Load a committed checkpoint instead.")
+            f"{layout.path} {what}; it never loads. Load a committed checkpoint instead.")
     if layout.kind is Kind.NOT_A_DIRECTORY:
         raise errors.InvalidLayoutError(f"Checkpoint path {layout.path} is not a directory.")
 
@@ -150,7 +156,7 @@ def pytree_dir(path: str, checkpointable_name: str | None) -> str:
             f"{path} with checkpointable_name=None: expected the pytree metadata file "
             f"{_files.PYTREE_METADATA} in it, but it {layout.describe()}.")
     if layout.kind is Kind.STEP and checkpointable_name in layout.pytree_names:
-        return os.path.join(path, checkpointable_name)
+        return paths.join(path, checkpointable_name)
     raise errors.InvalidLayoutError(
         f"{path}: expected a subdirectory {checkpointable_name!r} holding a pytree, but it "
         f"{layout.describe()}.")

@@ -21,7 +21,12 @@ import jax
 
 from orbax_v1 import errors
 
-TIMEOUT_SECS = float(os.environ.get("ORBAX_V1_SYNC_TIMEOUT_SECS", "1200"))
+TIMEOUT_SECS = 1200.0
+
+
+def _timeout_secs() -> float:
+    """`ORBAX_V1_SYNC_TIMEOUT_SECS` if set (read at each operation, never at import)."""
+    return float(os.environ.get("ORBAX_V1_SYNC_TIMEOUT_SECS", TIMEOUT_SECS))
 _operation_ids = itertools.count()
 
 
@@ -59,7 +64,7 @@ class Phases:
         self.count = process_count()
         self.index = process_index()
         self.primary = self.index == 0
-        self.timeout = TIMEOUT_SECS if timeout_secs is None else timeout_secs
+        self.timeout = _timeout_secs() if timeout_secs is None else timeout_secs
         digest = hashlib.sha256(what.encode()).hexdigest()[:16]
         # Every process runs the same operations in the same order (SPMD), so the
         # n-th operation has the same id everywhere.

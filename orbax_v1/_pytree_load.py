@@ -7,15 +7,16 @@ reads only the slices each target sharding needs.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import attrs
 import jax
 import numpy as np
-import tensorstore as ts
 
-from orbax_v1 import _files, _gcpause, _pytree, _reader, _types, errors
+from orbax_v1 import _files, _gcpause, _pytree, _types, errors
+from orbax_v1._storage import files, paths
+from orbax_v1._storage import reader as _reader
+from orbax_v1._storage.format import MANIFEST
 from orbax_v1._pytree_save import LAYOUT_KEY, SKELETON_KEY
 
 DATA_TYPES = ("jax.Array", "np.ndarray", "scalar", "string")
@@ -73,7 +74,7 @@ def _numpy_scalar_paths(skeleton: Any, keys=()) -> set[_pytree.Keys]:
 @_gcpause.while_paused
 def read_stored_tree(directory: str) -> StoredTree:
     """The tree metadata of a pytree directory, without reading any array data."""
-    path = os.path.join(directory, _files.PYTREE_METADATA)
+    path = paths.join(directory, _files.PYTREE_METADATA)
     try:
         meta = _files.read_json(path, what="Pytree metadata")
     except FileNotFoundError:
@@ -92,7 +93,7 @@ def read_stored_tree(directory: str) -> StoredTree:
             f"Pytree metadata at {path} is malformed ({type(e).__name__}: {e}).") from e
     use_ocdbt = meta.get("use_ocdbt")
     if use_ocdbt is None:
-        use_ocdbt = os.path.exists(os.path.join(directory, "manifest.ocdbt"))
+        use_ocdbt = files.exists(paths.join(directory, MANIFEST))
     layout = meta.get(LAYOUT_KEY)
     return StoredTree(directory, leaves, skeleton, bool(use_ocdbt), bool(meta.get("use_zarr3")),
                       not meta.get("store_array_data_equal_to_fill_value", False),
@@ -105,9 +106,8 @@ def _rebuild_from_store(directory: str) -> StoredTree:
     Real Orbax cannot load such a directory. Names are split on '.' into nested
     dicts; every leaf comes back as a numpy array.
     """
-    spec = {"driver": "ocdbt", "base": {"driver": "file", "path": directory.rstrip("/") + "/"}}
     try:
-        keys = ts.KvStore.open(spec).result().list().result()
+        keys = _reader.list_keys(directory)
     except Exception as e:  # noqa: BLE001 - any TensorStore failure means unreadable
         raise errors.CorruptCheckpointError(
             f"{directory} has no {_files.PYTREE_METADATA} and its array store cannot be "
@@ -128,13 +128,13 @@ def _rebuild_from_store(directory: str) -> StoredTree:
 def read_strings(stored: StoredTree) -> dict[str, str]:
     if not any(lf.value_type == "string" for lf in stored.leaves.values()):
         return {}
-    return _files.read_json(os.path.join(stored.directory, _files.STRINGS), what="Strings file")
+    return _files.read_json(paths.join(stored.directory, _files.STRINGS), what="Strings file")
 
 
 def saved_shardings(stored: StoredTree) -> dict[str, jax.sharding.Sharding | None]:
     """The `_sharding` entries whose devices exist here (a missing file is not an error)."""
     try:
-        raw = _files.read_json(os.path.join(stored.directory, _files.SHARDING),
+        raw = _files.read_json(paths.join(stored.directory, _files.SHARDING),
                                what="Sharding file")
     except (FileNotFoundError, errors.CorruptCheckpointError):
         return {}

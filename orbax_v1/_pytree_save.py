@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from typing import Any, NamedTuple
 
 import attrs
 import jax
 import numpy as np
 
-from orbax_v1 import _engine, _files, _gcpause, _pytree, _zarr, errors
+from orbax_v1 import _files, _gcpause, _pytree, _zarr, errors
+from orbax_v1._storage import files, paths
+from orbax_v1._storage import writer as _writer
+from orbax_v1._storage.format import PACK_KEY
 
 SKELETON_KEY = "tree_structure"  # ours; real Orbax ignores unknown `_METADATA` keys
 LAYOUT_KEY = "array_layout"  # ours: param -> [shape, dtype, chunk shape(, pack offset)]
-PACK_KEY = ".orbax_v1_pack"  # ours: small whole arrays, concatenated (see pack_offsets)
 PACK_MAX_BYTES = 1024
 _ARRAY_VALUE_TYPES = ("jax.Array", "np.ndarray", "scalar")
 
@@ -115,21 +116,21 @@ def _entry_json(lf: PlannedLeaf, write_shape: tuple[int, ...] | None = None) -> 
 
 @_gcpause.while_paused
 def snapshot(the_plan: Plan, *, copy: bool) -> Plan:
-    """The plan with every array and scalar moved to host memory (`_engine.HostArray`).
+    """The plan with every array and scalar moved to host memory (`_writer.HostArray`).
 
     This is the only part of a save that must run before the caller may touch its
     arrays again; with `copy=True` the caller may modify, donate or delete them.
     """
     if the_plan.in_host_memory:
         return the_plan
-    _engine.start_device_to_host(lf.value for lf in the_plan.leaves)
+    _writer.start_device_to_host(lf.value for lf in the_plan.leaves)
     leaves = []
     for lf in the_plan.leaves:
         if lf.value_type in _ARRAY_VALUE_TYPES:
             value = lf.value if isinstance(lf.value, (jax.Array, np.ndarray, np.generic)) else (
                 np.asarray(lf.value))
             lf = PlannedLeaf(lf.keys, lf.key_types, lf.value_type,
-                             _engine.to_host(value, copy=copy), lf.name, lf.path)
+                             _writer.to_host(value, copy=copy), lf.name, lf.path)
         leaves.append(lf)
     return Plan(leaves, the_plan.skeleton, in_host_memory=True, packed=pack_offsets(leaves))
 
@@ -143,7 +144,7 @@ def write_local(directory: str, the_plan: Plan, *, process_index: int = 0,
     `single_process` save also points the root manifest at its database (there is
     nothing to merge; `write_global` is then called with `merge=False`)."""
     the_plan = snapshot(the_plan, copy=False)
-    writer = _engine.ArrayWriter(directory, process_index,
+    writer = _writer.ArrayWriter(directory, process_index,
                                  expected_bytes=_local_bytes(the_plan, primary=primary))
     try:
         array_metadatas = _write_arrays(writer, the_plan, primary=primary)
@@ -152,11 +153,10 @@ def write_local(directory: str, the_plan: Plan, *, process_index: int = 0,
         writer.abort()
         raise
     if single_process and root is not None:
-        _engine.share_process_database(directory, process_index, root)
+        _writer.share_process_database(directory, process_index, root)
     if array_metadatas:
-        os.makedirs(os.path.join(directory, _files.ARRAY_METADATAS), exist_ok=True)
-        _files.write_json(os.path.join(directory, _files.ARRAY_METADATAS,
-                                       f"process_{process_index}"),
+        files.make_dirs(paths.join(directory, _files.ARRAY_METADATAS))
+        files.write_json(paths.join(directory, _files.ARRAY_METADATAS, f"process_{process_index}"),
                           {"array_metadatas": array_metadatas})
 
 
@@ -167,7 +167,7 @@ def _local_bytes(the_plan: Plan, *, primary: bool) -> int:
                for _, block in lf.value.blocks)
 
 
-def _write_arrays(writer: _engine.ArrayWriter, the_plan: Plan, *, primary: bool) -> list:
+def _write_arrays(writer: _writer.ArrayWriter, the_plan: Plan, *, primary: bool) -> list:
     """Writes every array this process owns; returns its `array_metadatas` entries."""
     if primary and the_plan.packed:
         packed = the_plan.packed
@@ -195,7 +195,7 @@ def write_global(directory: str, the_plan: Plan, *, merge: bool = True) -> None:
     databases into the root manifest (unless `write_local` already pointed it at the
     only one) and writes `_METADATA`, `_sharding`, `_strings.json`."""
     if merge:
-        _engine.merge_process_databases(directory, _engine.new_context())
+        _writer.merge_process_databases(directory)
     the_plan = snapshot(the_plan, copy=False)  # a no-op after write_local
     packed = the_plan.packed
     tree_metadata, shardings, strings, layout = [], {}, {}, {}
@@ -216,9 +216,9 @@ def write_global(directory: str, the_plan: Plan, *, merge: bool = True) -> None:
             strings[name] = lf.value
         tree_metadata.append(_entry_json(lf, write_shape))
     if shardings:
-        _files.write_json(os.path.join(directory, _files.SHARDING), shardings)
+        files.write_json(paths.join(directory, _files.SHARDING), shardings)
     if strings:
-        _files.write_json(os.path.join(directory, _files.STRINGS), strings)
+        files.write_json(paths.join(directory, _files.STRINGS), strings)
     rest = json.dumps({
         "use_ocdbt": True,
         "use_zarr3": True,
@@ -227,7 +227,7 @@ def write_global(directory: str, the_plan: Plan, *, merge: bool = True) -> None:
         SKELETON_KEY: the_plan.skeleton,
         LAYOUT_KEY: layout,
     })
-    _files.write_bytes(os.path.join(directory, _files.PYTREE_METADATA),
+    files.write_bytes(paths.join(directory, _files.PYTREE_METADATA),
                        f'{{"tree_metadata": {{{", ".join(tree_metadata)}}}, {rest[1:]}'.encode())
 
 
@@ -252,9 +252,3 @@ def pack_offsets(leaves: list[PlannedLeaf]) -> dict[str, int]:
             offsets[name] = offset
             offset += nbytes
     return offsets
-
-
-def write(directory: str, the_plan: Plan) -> None:
-    """Writes the whole tree from a single process into the (empty) `directory`."""
-    write_local(directory, the_plan, single_process=True)
-    write_global(directory, the_plan, merge=False)

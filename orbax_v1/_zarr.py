@@ -135,39 +135,3 @@ def encode_chunk(block: np.ndarray) -> bytes:
     if block.dtype.byteorder == ">":
         block = block.astype(block.dtype.newbyteorder("<"))
     return np.ascontiguousarray(block).tobytes()
-
-
-def kvstore_spec(directory: str, *, use_ocdbt: bool, path: str | None = None) -> dict:
-    """The TensorStore key-value store of a pytree directory (OCDBT or plain files)."""
-    base = {"driver": "file", "path": directory.rstrip("/") + "/"}
-    if not use_ocdbt:
-        if path is not None:
-            base["path"] += key_prefix(path)
-        return base
-    spec = {"driver": "ocdbt", "base": base, "cache_pool": "cache_pool#ocdbt"}
-    if path is not None:
-        spec["path"] = key_prefix(path)
-    return spec
-
-
-def ocdbt_write_spec(directory: str) -> dict:
-    """An OCDBT store to write into, configured as real Orbax configures its own."""
-    spec = kvstore_spec(directory, use_ocdbt=True)
-    spec["base"]["file_io_locking"] = {"mode": "non_atomic"}
-    spec["manifest"] = {"driver": "file", "path": directory.rstrip("/") + "/"}
-    spec["config"] = {"max_inline_value_bytes": 1024, "max_decoded_node_bytes": 100_000_000,
-                      "manifest_kind": "single"}
-    spec["assume_config"] = True
-    return spec
-
-
-def array_read_spec(directory: str, param: str, *, use_ocdbt: bool, use_zarr3: bool,
-                    fill_missing: bool) -> dict:
-    """TensorStore spec of one stored array, as `_METADATA` says it was written."""
-    return {
-        "driver": "zarr3" if use_zarr3 else "zarr",
-        "kvstore": kvstore_spec(directory, use_ocdbt=use_ocdbt, path=param),
-        "recheck_cached_data": False,
-        "recheck_cached_metadata": False,
-        "fill_missing_data_reads": fill_missing,
-    }

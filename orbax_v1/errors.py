@@ -17,7 +17,9 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidLayoutError",
     "MissingCheckpointablesError",
+    "StorageError",
     "TreeMismatchError",
+    "UnsupportedPathError",
     "UnsupportedTreeError",
 ]
 
@@ -71,6 +73,21 @@ class TreeMismatchError(CheckpointError, ValueError):
 
 class InvalidArgumentError(CheckpointError, ValueError, TypeError):
     """An argument other than the pytree is not usable (for example custom_metadata)."""
+
+
+class UnsupportedPathError(InvalidArgumentError):
+    """The path's scheme (`hdfs://`, ...) or form is not one this library can reach.
+
+    Raised before anything is written; local paths, `gs://` and `s3://` are supported.
+    """
+
+
+class StorageError(CheckpointError, OSError):
+    """The storage backend (a bucket, an object store, its credentials) failed.
+
+    The message names the path and what the backend said; the operation either
+    never took effect or left nothing that loads.
+    """
 
 
 class MissingCheckpointablesError(CheckpointError, KeyError):

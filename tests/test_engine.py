@@ -11,7 +11,8 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import orbax_v1 as ocp
-from orbax_v1 import _pytree_save, _reader, _zarr, errors
+from orbax_v1 import _pytree_save, _zarr, errors
+from orbax_v1._storage import reader as _reader
 
 
 def tree():

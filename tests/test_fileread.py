@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from orbax_v1 import _aligned, _fileread, _pagecache
-from orbax_v1._locate import Extent
+from orbax_v1._storage import aligned as _aligned
+from orbax_v1._storage import fileread as _fileread
+from orbax_v1._storage import pagecache as _pagecache
+from orbax_v1._storage.locate import Extent
 
 
 @given(st.lists(st.integers(0, 7), max_size=3).map(tuple),

@@ -9,7 +9,8 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
 import orbax_v1 as ocp
-from orbax_v1 import _reader, errors
+from orbax_v1 import errors
+from orbax_v1._storage import reader as _reader
 
 
 @pytest.fixture
@@ -186,7 +187,7 @@ def test_load_errors_are_typed_and_say_what_to_do(saved, tmp_path):
 
 
 def test_overwrite_swaps_old_and_new_in_one_step(saved, monkeypatch):
-    from orbax_v1 import _commit
+    from orbax_v1._storage import commit as _commit
     path, _ = saved
     probe_a, probe_b = path.parent / "probe_a", path.parent / "probe_b"
     probe_a.mkdir()

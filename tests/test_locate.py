@@ -9,7 +9,7 @@ import tensorstore as ts
 from hypothesis import given, strategies as st
 
 import orbax_v1 as ocp
-from orbax_v1 import _locate
+from orbax_v1._storage import locate as _locate
 
 
 def ocdbt_spec(path, *, node_bytes=100_000_000, inline_bytes=16) -> dict:

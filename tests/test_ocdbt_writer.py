@@ -10,7 +10,11 @@ import tensorstore as ts
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import orbax_v1 as ocp
-from orbax_v1 import _aligned, _datafile, _engine, _ocdbt, _zarr, errors
+from orbax_v1 import _zarr, errors
+from orbax_v1._storage import aligned as _aligned
+from orbax_v1._storage import datafile as _datafile
+from orbax_v1._storage import writer as _writer
+from orbax_v1._storage import ocdbt as _ocdbt
 
 keys = st.text("ab/c0.", min_size=1, max_size=12).map(str.encode)
 values = st.one_of(st.binary(max_size=40), st.binary(min_size=1020, max_size=1030),
@@ -101,7 +105,7 @@ def test_leaf_nodes_match_tensorstore_byte_for_byte(tmp_path_factory, db):
 
 
 def _write_database(directory, db, *, max_node_bytes=_ocdbt.MAX_DECODED_NODE_BYTES):
-    writer = _engine.ArrayWriter(str(directory), 0)
+    writer = _writer.ArrayWriter(str(directory), 0)
     if max_node_bytes != _ocdbt.MAX_DECODED_NODE_BYTES:
         real = _ocdbt.leaf_groups
         _ocdbt.leaf_groups = lambda entries: real(entries, max_node_bytes)
@@ -137,7 +141,7 @@ def test_tensorstore_reads_what_we_write(tmp_path_factory, db, max_node_bytes):
 
 
 def test_a_key_written_twice_is_refused(tmp_path):
-    writer = _engine.ArrayWriter(str(tmp_path), 0)
+    writer = _writer.ArrayWriter(str(tmp_path), 0)
     writer.put("k", b"1")
     with pytest.raises(ValueError, match="written twice"):
         writer.put("k", b"2")

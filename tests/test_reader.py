@@ -11,7 +11,11 @@ from hypothesis import given, strategies as st
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import orbax_v1 as ocp
-from orbax_v1 import _aligned, _fileread, _locate, _pytree_load, _pytree_save, _reader, _zarr, errors
+from orbax_v1 import _pytree_load, _pytree_save, _zarr, errors
+from orbax_v1._storage import aligned as _aligned
+from orbax_v1._storage import fileread as _fileread
+from orbax_v1._storage import locate as _locate
+from orbax_v1._storage import reader as _reader
 
 DTYPES = [np.float32, np.int16, ml_dtypes.bfloat16, np.bool_, np.complex64, np.uint8]
 

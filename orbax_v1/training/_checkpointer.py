@@ -9,7 +9,6 @@ preservation policy runs only after a step has committed and never deletes the n
 from __future__ import annotations
 
 import datetime
-import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +17,7 @@ import attrs
 
 from orbax_v1 import _api, _background, _checkpointables, _layout, _multihost
 from orbax_v1._builtin_handlers import MetricsHandler, PyTreeHandler
+from orbax_v1._storage import files, paths
 from orbax_v1._types import CheckpointMetadata as _FreeCheckpointMetadata
 from orbax_v1.training import _steps, errors
 from orbax_v1.training import preservation_policies as pp
@@ -89,9 +89,9 @@ class Checkpointer:
         self._in_flight: sdp.PolicyCheckpointInfo | None = None
         self._closed = False
         if not read_only and _multihost.is_primary():
-            os.makedirs(self._root, exist_ok=True)
+            files.make_dirs(self._root)
             if cleanup_tmp_directories:
-                _steps.remove_temporary(self._root)
+                _steps.remove_temporary(self._root, self._names)
             if custom_metadata is not None:
                 _steps.write_root_metadata(self._root, custom_metadata)
         self.reload()
@@ -127,7 +127,7 @@ class Checkpointer:
         return checkpoints[-1] if checkpoints else None
 
     def _step_dir(self, step: int) -> str:
-        return os.path.join(self._root, self._names.build_name(step))
+        return paths.join(self._root, self._names.build_name(step))
 
     def should_save(self, step: int) -> bool:
         """Whether `save_*(step, ...)` would save (without `force`)."""
@@ -162,14 +162,14 @@ class Checkpointer:
         if self._read_only:
             raise errors.ReadOnlyError(f"Checkpointer at {self._root} is read-only.")
         path = self._step_dir(step)
-        if not force and (os.path.lexists(path) or step == self._in_flight_step):
+        if not force and (files.exists(path) or step == self._in_flight_step):
             raise errors.StepAlreadyExistsError(
                 f"Step {step} already exists at {path}: pass force=True to replace it.")
         if not force and not self.should_save(step):
             self._raise_background_error()
             return _background.completed(False, f"skipped save of step {step}")
         self.wait()  # one save at a time; surfaces the previous save's error
-        exists = os.path.lexists(path)
+        exists = files.exists(path)
         items = dict(checkpointables)
         handler_types = dict(handlers or {})
         if metrics is not None:
@@ -303,9 +303,9 @@ class Checkpointer:
         custom handler's object) as `load_checkpointables(step, {name: abstract})[name]`.
         """
         step_dir = self._step_dir(self._resolve(step))
+        item_dir = paths.join(step_dir, checkpointable_name or "")
         if checkpointable_name is not None and not _layout.is_pytree_dir(
-                os.path.join(step_dir, checkpointable_name)) and os.path.isdir(
-                os.path.join(step_dir, checkpointable_name)):
+                item_dir) and files.is_dir(item_dir):
             return _api.load_checkpointables(
                 step_dir, {checkpointable_name: abstract_pytree})[checkpointable_name]
         return _api.load(step_dir, abstract_pytree, checkpointable_name=checkpointable_name,

@@ -2,22 +2,22 @@
 
 Names follow Orbax's step naming (`<step>`, `<prefix>_<step>`, fixed-length zero
 padding), so roots written by real Orbax's v0 CheckpointManager and v1 Checkpointer
-list here. A step directory exists under its final name only once committed (the
-save renames it into place), so listing never shows a half-written step.
+list here. Listing never shows a half-written step: locally a step exists under its
+final name only once committed (the save renames it into place); in an object store
+only once its `commit_success.txt` is written (`_storage.commit`).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import os
 import re
-import shutil
-import time
 
 import attrs
 
-from orbax_v1 import _commit, _files
+from orbax_v1 import _files
+from orbax_v1._storage import commit as _commit
+from orbax_v1._storage import files, paths
 from orbax_v1.training.save_decision_policies import PolicyCheckpointInfo
 
 ROOT_METADATA_DIR = "metadata"
@@ -52,10 +52,9 @@ def standard_name_format(*, step_prefix: str | None = None,
 
 
 def read_metrics(step_dir: str) -> dict | None:
-    path = os.path.join(step_dir, METRICS_DIR, "metrics")
+    path = paths.join(step_dir, METRICS_DIR, "metrics")
     try:
-        with open(path, "rb") as f:
-            value = json.loads(f.read())
+        value = json.loads(files.read_bytes(path))
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
@@ -74,54 +73,44 @@ def step_infos(root: str, name_format: NameFormat) -> list[PolicyCheckpointInfo]
 
 
 def step_info(root: str, name_format: NameFormat, step: int) -> PolicyCheckpointInfo:
-    step_dir = os.path.join(root, name_format.build_name(step))
+    step_dir = paths.join(root, name_format.build_name(step))
     try:
         nsecs = _files.read_checkpoint_metadata(step_dir).get("commit_timestamp_nsecs")
     except FileNotFoundError:
         raise
     except Exception:  # noqa: BLE001 - a damaged metadata file still lists the step
         nsecs = None
-    seconds = nsecs / 1e9 if isinstance(nsecs, int) else os.path.getmtime(step_dir)
+    seconds = nsecs / 1e9 if isinstance(nsecs, int) else (files.mtime(step_dir) or 0.0)
     when = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
     return PolicyCheckpointInfo(step, when, read_metrics(step_dir))
 
 
 def find_all(root: str, name_format: NameFormat) -> list[int]:
     """Committed steps under `root`, ascending."""
-    if not os.path.isdir(root):
-        return []
-    steps = []
-    for entry in os.scandir(root):
-        if entry.is_dir() and not _commit.is_temporary(entry.name):
-            step = name_format.parse(entry.name)
-            if step is not None:
-                steps.append(step)
-    return sorted(steps)
+    committed, _ = _commit.list_checkpoints(root)
+    return sorted(s for s in map(name_format.parse, committed) if s is not None)
 
 
-def remove_temporary(root: str) -> list[str]:
-    """Deletes leftovers of crashed saves: only directories in Orbax's temporary naming."""
-    removed = []
-    if not os.path.isdir(root):
-        return removed
-    for entry in os.scandir(root):
-        if entry.is_dir(follow_symlinks=False) and _commit.is_temporary(entry.name):
-            shutil.rmtree(entry.path, ignore_errors=True)
-            removed.append(entry.name)
-    return removed
+def remove_temporary(root: str, name_format: NameFormat) -> list[str]:
+    """Deletes leftovers of crashed saves: locally, only directories in Orbax's
+    temporary naming; in an object store, only step directories without a commit file."""
+    _, unfinished = _commit.list_checkpoints(root)
+    if paths.is_remote(root):
+        unfinished = [n for n in unfinished if name_format.parse(n) is not None]
+    for name in unfinished:
+        files.remove_tree(paths.join(root, name))
+    return unfinished
 
 
 def delete_step_dir(step_dir: str) -> None:
     """Deletes a step so that a crash part-way never leaves a listed, half-deleted step."""
-    doomed = f"{step_dir}{_commit.TMP_SUFFIX}-deleting-{time.time_ns()}"
-    os.rename(step_dir, doomed)  # atomic: from here on it is not a step any more
-    shutil.rmtree(doomed, ignore_errors=True)
+    _commit.remove_checkpoint(step_dir)
 
 
 def read_root_metadata(root: str):
     for name in ROOT_METADATA_FILES:
-        path = os.path.join(root, ROOT_METADATA_DIR, name)
-        if os.path.isfile(path):
+        path = paths.join(root, ROOT_METADATA_DIR, name)
+        if files.is_file(path):
             data = _files.read_json(path, what="Root metadata")
             return data.get("custom_metadata") if isinstance(data, dict) else None
     return None
@@ -129,10 +118,10 @@ def read_root_metadata(root: str):
 
 def write_root_metadata(root: str, custom_metadata) -> None:
     """Written once: an existing root metadata file is never replaced."""
-    directory = os.path.join(root, ROOT_METADATA_DIR)
-    if any(os.path.isfile(os.path.join(directory, n)) for n in ROOT_METADATA_FILES):
+    directory = paths.join(root, ROOT_METADATA_DIR)
+    if any(files.is_file(paths.join(directory, n)) for n in ROOT_METADATA_FILES):
         return
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f"_ROOT_METADATA{_commit.TMP_SUFFIX}")
-    _files.write_json(tmp, {"internal_metadata": {}, "custom_metadata": custom_metadata})
-    os.replace(tmp, os.path.join(directory, ROOT_METADATA_FILES[0]))
+    files.make_dirs(directory)
+    files.replace_bytes(paths.join(directory, ROOT_METADATA_FILES[0]), json.dumps(
+        {"internal_metadata": {}, "custom_metadata": custom_metadata}).encode(),
+        tmp_suffix=_commit.TMP_SUFFIX)

@@ -24,9 +24,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from orbax_v1 import _aligned, _pagecache
-from orbax_v1._aligned import ALIGN
-from orbax_v1._locate import Extent
+from orbax_v1._storage import aligned as _aligned
+from orbax_v1._storage import pagecache as _pagecache
+from orbax_v1._storage.aligned import ALIGN
+from orbax_v1._storage.locate import Extent
 
 READ_THREADS = 4
 DIRECT_MIN_BYTES = 1 << 20  # smaller values are read through the page cache

@@ -11,36 +11,24 @@ the answer is None and the caller reads through the page cache as usual.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import mmap
-import os
 
 import numpy as np
+
+from orbax_v1._storage import libc
 
 _PAGE = mmap.PAGESIZE
 
 
-def _libc():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        libc.mmap.restype = ctypes.c_void_p
-        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                              ctypes.c_int, ctypes.c_long]
-        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-_LIBC = _libc() if os.name == "posix" else None
+_LIBC = libc.libc()
+_HAS_MINCORE = _LIBC is not None and hasattr(_LIBC, "mincore")
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 
 def resident(fd: int, offset: int, length: int) -> bool | None:
     """True if every page of `fd[offset:offset + length]` is cached, False if one is
     not, None if this cannot be known here."""
-    if _LIBC is None or length <= 0:
+    if not _HAS_MINCORE or length <= 0:
         return None
     start = offset // _PAGE * _PAGE
     size = offset + length - start

@@ -91,14 +91,21 @@ def _frame(magic: int, body: bytes, checksum: Callable[[bytes], int] = crc32c) -
     return framed + struct.pack("<I", checksum(framed))
 
 
-def _data_file_table(path: str | None, base_path: str = "") -> bytes:
-    """A table of one data file (`base_path + path`, relative to the database), or an
+def _data_file_table(data_files: str | Sequence[str] | None, base_path: str = "") -> bytes:
+    """A table of data files (each `base_path + path`, relative to the database), or an
     empty one. A non-empty `base_path` is also prefixed to every path below the node
-    reached through this table (the format's transitive path)."""
-    if path is None:
+    reached through this table (the format's transitive path). Paths are
+    prefix-compressed against the one before."""
+    if data_files is None:
         return varint(0)
-    encoded, base = (base_path + path).encode(), base_path.encode()
-    return varint(1) + varint(len(encoded)) + varint(len(base)) + encoded
+    if isinstance(data_files, str):
+        data_files = [data_files]
+    full = [(base_path + p).encode() for p in data_files]
+    common = [len(os.path.commonprefix((a, b))) for a, b in zip(full, full[1:])]
+    suffixes = [full[0], *(p[c:] for p, c in zip(full[1:], common))]
+    base = len(base_path.encode())
+    return b"".join([varint(len(full)), varints(common), varints([len(x) for x in suffixes]),
+                     varints([base] * len(full)), *suffixes])
 
 
 _KEY_MATRIX_BYTES = 64 << 20  # beyond this, prefixes are found key by key
@@ -125,12 +132,14 @@ def _key_columns(keys: Sequence[bytes]) -> tuple[bytes, bytes, bytes]:
 
 
 class Entry(NamedTuple):  # a tuple: a database may hold hundreds of thousands
-    """One key: its value inline (`inline`), or `length` bytes at `offset` in the data file."""
+    """One key: its value inline (`inline`), or `length` bytes at `offset` in data file
+    number `file` (an index into the writer's list of data files)."""
 
     key: bytes
     length: int
     offset: int = 0
     inline: bytes | None = None
+    file: int = 0
 
 
 @attrs.frozen
@@ -141,30 +150,32 @@ class NodeRef:
     tree_bytes: int
     indirect_bytes: int
     first_key: bytes = b""
+    file: int = 0  # which data file holds the node
 
 
-def leaf_node(entries: Sequence[Entry], data_file: str) -> bytes:
-    """An encoded leaf node of `entries` (sorted by key) in `data_file`."""
+def leaf_node(entries: Sequence[Entry], data_files: str | Sequence[str]) -> bytes:
+    """An encoded leaf node of `entries` (sorted by key), whose values lie in
+    `data_files` (entry `file` indexes this list)."""
     prefixes, lengths, suffixes = _key_columns([e.key for e in entries])
     indirect = [e for e in entries if e.inline is None]
     body = b"".join([
-        b"\0", _data_file_table(data_file if indirect else None), varint(len(entries)),
+        b"\0", _data_file_table(data_files if indirect else None), varint(len(entries)),
         prefixes, lengths, suffixes,
         varints([e.length for e in entries]),
         bytes(e.inline is None for e in entries),
-        varint(0) * len(indirect),
+        varints([e.file for e in indirect]),
         varints([e.offset for e in indirect]),
         b"".join(e.inline for e in entries if e.inline is not None),
     ])
     return _frame(BTREE_MAGIC, body)
 
 
-def interior_node(children: Sequence[NodeRef], data_file: str) -> bytes:
+def interior_node(children: Sequence[NodeRef], data_files: str | Sequence[str]) -> bytes:
     """An encoded height-1 node over leaf nodes (keys start at each child's first key)."""
     prefixes, lengths, suffixes = _key_columns([c.first_key for c in children])
     body = b"".join([
-        b"\1", _data_file_table(data_file), varint(len(children)), prefixes, lengths,
-        varint(0) * len(children), suffixes, varint(0) * len(children),
+        b"\1", _data_file_table(data_files), varint(len(children)), prefixes, lengths,
+        varint(0) * len(children), suffixes, varints([c.file for c in children]),
         *(varints([getattr(c, field) for c in children])
           for field in ("offset", "length", "num_keys", "tree_bytes", "indirect_bytes")),
     ])

@@ -1,12 +1,13 @@
 """The array engine's read side: every byte loaded comes through here.
 
-Arrays we wrote (their layout is in `_METADATA`) are read chunk by chunk straight from
-the data files into a page-aligned result: the first chunk read finds where every value
-lies (`_locate`), then `_fileread` reads each chunk with `preadv` into its place, or
+Arrays we wrote on a local disk (their layout is in `_METADATA`) are read chunk by
+chunk straight from the data files into a page-aligned result: the first chunk read
+finds where every value lies (`_locate`), then `_fileread` reads each chunk with `preadv` into its place, or
 through a bounded temporary buffer where it must be reshaped or cast. Small whole
-arrays come from one packed value, read once. Arrays
-other writers wrote go through TensorStore's zarr drivers, which read every codec
-real Orbax used. Either way only the chunks a target sharding needs are read.
+arrays come from one packed value, read once. Arrays other writers wrote, and arrays in
+an object store, go through TensorStore's zarr drivers (every codec real Orbax used;
+batched ranged reads of objects). Either way only the chunks a target sharding needs
+are read.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ import jax
 import numpy as np
 import tensorstore as ts
 
-from orbax_v1 import _aligned, _engine, _fileread, _locate, _zarr
-from orbax_v1._pytree_save import PACK_KEY
+from orbax_v1 import _zarr
+from orbax_v1._storage import aligned as _aligned
+from orbax_v1._storage import fileread as _fileread
+from orbax_v1._storage import kvstore, paths
+from orbax_v1._storage import locate as _locate
+from orbax_v1._storage.format import PACK_KEY
 
 IN_FLIGHT_BYTES = 64 << 20  # temporary buffers of chunks being cast or reshaped, at most
 
@@ -66,7 +71,10 @@ class ArrayReader:
         self._dir = item_dir
         self._opts = dict(use_ocdbt=use_ocdbt, use_zarr3=use_zarr3, fill_missing=fill_missing)
         self._layout = (layout or {}) if use_ocdbt and use_zarr3 else {}
-        self._context = _engine.new_context()
+        # Our own chunk reads are from local data files; in an object store only the
+        # small-array pack is read by us, other arrays through TensorStore's zarr driver.
+        self._remote = paths.is_remote(item_dir)
+        self._context = kvstore.new_context()
         self._kv = None
         self._pack_read = None
         self._located: dict[bytes, _locate.Location] | None = None
@@ -80,6 +88,8 @@ class ArrayReader:
         if len(shape) != len(chunks):
             return None
         offset = entry[3] if len(entry) > 3 and isinstance(entry[3], int) else None
+        if offset is None and self._remote:
+            return None
         return StoredArray(param, shape, _zarr.dtype_from_name(entry[1]), chunks, offset)
 
     def _pack(self) -> Callable[[], bytes]:
@@ -102,12 +112,12 @@ class ArrayReader:
         Returns param -> a `StoredArray`, or a TensorStore future still to be waited for.
         """
         return {p: self._stored(p) or ts.open(
-            _zarr.array_read_spec(self._dir, p, **self._opts), context=self._context,
+            kvstore.array_read_spec(self._dir, p, **self._opts), context=self._context,
             read=True, open=True) for p in params}
 
     def _kvstore(self) -> ts.KvStore:
         if self._kv is None:
-            spec = _zarr.kvstore_spec(self._dir, use_ocdbt=True)
+            spec = kvstore.kvstore_spec(self._dir, use_ocdbt=True)
             self._kv = ts.KvStore.open(spec, context=self._context).result()
         return self._kv
 
@@ -221,6 +231,12 @@ class ArrayReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def list_keys(item_dir: str) -> list[bytes]:
+    """Every key of the OCDBT database in `item_dir` (no value is read)."""
+    spec = kvstore.kvstore_spec(item_dir, use_ocdbt=True)
+    return ts.KvStore.open(spec, context=kvstore.new_context()).result().list().result()
 
 
 def _overlap(region: Region, start: Sequence[int], chunks: Sequence[int]):

@@ -19,8 +19,8 @@ import threading
 
 import numpy as np
 
-from orbax_v1 import _aligned
-from orbax_v1._aligned import ALIGN
+from orbax_v1._storage import aligned as _aligned
+from orbax_v1._storage.aligned import ALIGN
 
 WRITE_THREADS = 3
 BUFFERS = WRITE_THREADS + 1

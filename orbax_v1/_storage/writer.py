@@ -1,16 +1,15 @@
 """The array engine's write side: every byte saved goes through here.
 
 Each process writes its chunks into its own OCDBT database (`<item>/ocdbt.process_<i>`),
-encoding it itself (`_ocdbt`) and streaming the array bytes to one data file
-(`_datafile`); then the primary process merges every per-process database into the
-item's root manifest with TensorStore, so any single reader sees every array. The read
-side is `_reader`.
+encoding it itself (`ocdbt`) and streaming the array bytes to one data file on a local
+disk (`datafile`) or to bounded parts in an object store (`objectfile`); then the
+primary process merges every per-process database into the item's root manifest with
+TensorStore, so any single reader sees every array. The read side is `reader`.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -18,19 +17,13 @@ import jax
 import numpy as np
 import tensorstore as ts
 
-from orbax_v1 import _datafile, _files, _ocdbt, _zarr
+from orbax_v1 import _zarr
+from orbax_v1._storage import datafile as _datafile
+from orbax_v1._storage import files, kvstore, objectfile, paths
+from orbax_v1._storage import ocdbt as _ocdbt
+from orbax_v1._storage.format import MANIFEST, PROCESS_DIR_PREFIX
 
-PROCESS_DIR_PREFIX = "ocdbt.process_"
 LARGE_VALUE_BYTES = 1 << 20  # values this big start on an aligned offset in the data file
-
-
-def new_context() -> ts.Context:
-    """A TensorStore context: no data cache (we never read twice), a small node cache."""
-    return ts.Context({
-        "cache_pool": {"total_bytes_limit": 0},
-        "cache_pool#ocdbt": {"total_bytes_limit": 100_000_000},
-        "file_io_concurrency": {"limit": 128},
-    })
 
 
 class HostArray(NamedTuple):  # a tuple: trees have tens of thousands of leaves
@@ -80,10 +73,9 @@ class ArrayWriter:
     """
 
     def __init__(self, item_dir: str, process_index: int, *, expected_bytes: int = 0):
-        self._dir = os.path.join(item_dir, f"{PROCESS_DIR_PREFIX}{process_index}")
-        self._data_name = _ocdbt.new_data_file_name()
+        self._dir = paths.join(item_dir, f"{PROCESS_DIR_PREFIX}{process_index}")
         self._buffer_bytes = _datafile.buffer_bytes_for(expected_bytes)
-        self._file: _datafile.DataFile | None = None
+        self._file: _LocalDataFile | objectfile.ObjectDataFiles | None = None
         self._entries: dict[bytes, _ocdbt.Entry] = {}
 
     def write(self, param: str, shape: tuple[int, ...], dtype: np.dtype,
@@ -122,13 +114,15 @@ class ArrayWriter:
         file = self._data_file()
         if nbytes >= LARGE_VALUE_BYTES:
             file.pad_to(_datafile.ALIGN)  # so that it can be read straight into place
-        self._entries[encoded] = _ocdbt.Entry(encoded, nbytes, offset=file.append(data))
+        index, offset = file.append(data)
+        self._entries[encoded] = _ocdbt.Entry(encoded, nbytes, offset, None, index)
 
-    def _data_file(self) -> _datafile.DataFile:
+    def _data_file(self) -> _LocalDataFile | objectfile.ObjectDataFiles:
         if self._file is None:
-            os.makedirs(os.path.join(self._dir, "d"), exist_ok=True)
-            self._file = _datafile.DataFile(os.path.join(self._dir, self._data_name),
-                                            buffer_bytes=self._buffer_bytes)
+            if paths.is_remote(self._dir):
+                self._file = objectfile.ObjectDataFiles(self._dir)
+            else:
+                self._file = _LocalDataFile(self._dir, self._buffer_bytes)
         return self._file
 
     def close(self) -> _ocdbt.Root | None:
@@ -141,26 +135,53 @@ class ArrayWriter:
         file = self._data_file()
         leaves = []
         for group in _ocdbt.leaf_groups(entries):
-            node = _ocdbt.leaf_node(group, self._data_name)
+            # The node's table lists the files known so far: every value's is among them.
+            node = _ocdbt.leaf_node(group, list(file.names))
+            index, offset = file.append(node)
             leaves.append(_ocdbt.NodeRef(
-                file.append(node), len(node), len(group), len(node),
-                sum(e.length for e in group if e.inline is None), group[0].key))
+                offset, len(node), len(group), len(node),
+                sum(e.length for e in group if e.inline is None), group[0].key, index))
         root, height = leaves[0], 0
         if len(leaves) > 1:
-            node = _ocdbt.interior_node(leaves, self._data_name)
-            root = _ocdbt.NodeRef(file.append(node), len(node), len(entries),
+            names = list(file.names)
+            node = _ocdbt.interior_node(leaves, names)
+            index, offset = file.append(node)
+            root = _ocdbt.NodeRef(offset, len(node), len(entries),
                                   len(node) + sum(c.tree_bytes for c in leaves),
-                                  sum(c.indirect_bytes for c in leaves))
+                                  sum(c.indirect_bytes for c in leaves), b"", index)
             height = 1
         file.close()
-        _files.write_bytes(os.path.join(self._dir, "manifest.ocdbt"),
-                           _ocdbt.manifest(root, height, self._data_name))
-        return _ocdbt.Root(root, height, self._data_name)
+        root_file = file.names[root.file]
+        files.write_bytes(paths.join(self._dir, MANIFEST),
+                          _ocdbt.manifest(root, height, root_file))
+        return _ocdbt.Root(root, height, root_file)
 
     def abort(self) -> None:
         """Stops after a failure: the data file's writers end, nothing is committed."""
         if self._file is not None:
             self._file.abort()
+
+
+class _LocalDataFile:
+    """The one data file of a database on a local disk (`datafile.DataFile`)."""
+
+    def __init__(self, directory: str, buffer_bytes: int):
+        name = _ocdbt.new_data_file_name()
+        files.make_dirs(paths.join(directory, "d"))
+        self.names = [name]
+        self._file = _datafile.DataFile(paths.join(directory, name), buffer_bytes=buffer_bytes)
+
+    def pad_to(self, alignment: int) -> None:
+        self._file.pad_to(alignment)
+
+    def append(self, data) -> tuple[int, int]:
+        return 0, self._file.append(data)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def abort(self) -> None:
+        self._file.abort()
 
 
 def share_process_database(item_dir: str, process_index: int, root: _ocdbt.Root) -> None:
@@ -171,21 +192,22 @@ def share_process_database(item_dir: str, process_index: int, root: _ocdbt.Root)
     so every path below it resolves inside that directory (no node is rewritten).
     The root's own `d/` stays empty; it is created because real Orbax's item
     directories always list one (the v0-to-v1 migration guide shows it)."""
-    os.makedirs(os.path.join(item_dir, "d"), exist_ok=True)
-    _files.write_bytes(os.path.join(item_dir, "manifest.ocdbt"), _ocdbt.manifest(
+    files.make_dirs(paths.join(item_dir, "d"))
+    files.write_bytes(paths.join(item_dir, MANIFEST), _ocdbt.manifest(
         root.node, root.height, root.data_file, f"{PROCESS_DIR_PREFIX}{process_index}/"))
 
 
-def merge_process_databases(item_dir: str, context: ts.Context) -> None:
+def merge_process_databases(item_dir: str) -> None:
     """Points the item's root OCDBT manifest at every per-process database (no data copy)."""
-    children = sorted(n for n in os.listdir(item_dir) if n.startswith(PROCESS_DIR_PREFIX))
+    children = [n for n in files.subdirs(item_dir) if n.startswith(PROCESS_DIR_PREFIX)]
     if not children:
         return
+    context = kvstore.new_context()
     # Children are opened with the same spec as the parent: TensorStore copies ranges
     # between OCDBT databases only when their storage options agree.
-    opened = [ts.KvStore.open(_zarr.ocdbt_write_spec(os.path.join(item_dir, c)), context=context)
+    opened = [ts.KvStore.open(kvstore.ocdbt_write_spec(paths.join(item_dir, c)), context=context)
               for c in children]
-    parent = ts.KvStore.open(_zarr.ocdbt_write_spec(item_dir), context=context).result()
+    parent = ts.KvStore.open(kvstore.ocdbt_write_spec(item_dir), context=context).result()
     txn = ts.Transaction(atomic=True)
     copies = [child.result().experimental_copy_range_to(parent.with_transaction(txn))
               for child in opened]
