@@ -82,11 +82,6 @@ class HandlerRegistry:
         self._entries.append(_Entry(handler_type, checkpointable_name, tuple(secondary_typestrs)))
         return self
 
-    def copy(self) -> HandlerRegistry:
-        new = HandlerRegistry()
-        new._entries = list(self._entries)
-        return new
-
     def named(self, name: str) -> type | None:
         return next((e.handler_type for e in self._entries if e.name == name), None)
 
