@@ -54,6 +54,10 @@ def _s3_settings() -> dict:
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if region:
         spec["aws_region"] = region
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        # The chain's first link, named so that the rest (profile files, instance
+        # metadata) is not searched.
+        spec["aws_credentials"] = {"type": "environment"}
     return spec
 
 
@@ -105,6 +109,9 @@ def array_read_spec(directory: str, param: str, *, use_ocdbt: bool, use_zarr3: b
     }
 
 
+_TS_ENV = ("TENSORSTORE_GCS_HTTP_URL", "GOOGLE_AUTH_TOKEN_FOR_TESTING",
+           "GOOGLE_APPLICATION_CREDENTIALS", "AWS_PROFILE", "AWS_SESSION_TOKEN",
+           "AWS_ACCESS_KEY_ID")
 _open_lock = threading.Lock()
 _open_stores: dict[str, ts.KvStore] = {}
 
@@ -116,7 +123,9 @@ def bucket_store(path: str) -> tuple[ts.KvStore, str]:
     scheme, bucket, key = paths.split_remote(path)
     spec = base_spec(f"{scheme}://{bucket}")
     spec["path"] = ""
-    cache_key = json.dumps(spec, sort_keys=True)
+    # TensorStore reads a few variables itself (the GCS endpoint, test tokens): a
+    # change of them is a different store.
+    cache_key = json.dumps([spec, [os.environ.get(v) for v in _TS_ENV]], sort_keys=True)
     with _open_lock:
         store = _open_stores.get(cache_key)
         if store is None:

@@ -28,11 +28,11 @@ class ObjectDataFiles:
     `append` returns (file index, offset); `names` lists the data files by index.
     """
 
-    def __init__(self, directory: str, *, part_bytes: int = PART_BYTES,
-                 max_pending: int = MAX_PENDING):
+    def __init__(self, directory: str, *, part_bytes: int | None = None,
+                 max_pending: int | None = None):
         self._dir = directory
-        self._part_bytes = part_bytes
-        self._max_pending = max_pending
+        self._part_bytes = PART_BYTES if part_bytes is None else part_bytes
+        self._max_pending = MAX_PENDING if max_pending is None else max_pending
         self.names: list[str] = []
         self._buf = bytearray()
         self._pending: collections.deque = collections.deque()

@@ -143,8 +143,12 @@ class ArrayReader:
             shape = handle.shape
             index_map = sharding.addressable_devices_indices_map(shape)
             regions = {_region(index, shape) for index in index_map.values()}
-            reads = {r: self._read_region(handle, r, dtype) for r in regions}
-            read = lambda: {r: finish() for r, finish in reads.items()}  # noqa: E731
+            if self._remote:  # a small packed array (`_stored`): read whole, then sliced
+                whole = self.read_numpy(handle, dtype)
+                read = lambda: {r: whole()[_slices(r)] for r in regions}  # noqa: E731
+            else:
+                reads = {r: self._read_region(handle, r, dtype) for r in regions}
+                read = lambda: {r: finish() for r, finish in reads.items()}  # noqa: E731
         else:
             store = handle
             if dtype is not None and np.dtype(dtype) != store.dtype.numpy_dtype:
