@@ -121,7 +121,9 @@ def classify(path: str) -> Layout:
         return Layout(path, Kind.ROOT, tuple(steps))
     if names:  # composite, metadata lost
         return Layout(path, Kind.TEMPORARY if uncommitted else Kind.STEP, names, pytree_names)
-    return Layout(path, Kind.NOT_A_CHECKPOINT)
+    # In an object store, objects without a commit file are what a save (or a
+    # deletion) that did not finish leaves behind.
+    return Layout(path, Kind.TEMPORARY if uncommitted else Kind.NOT_A_CHECKPOINT)
 
 
 def check_name(name: str | None, *, call: str = "load") -> None:

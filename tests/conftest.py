@@ -10,6 +10,9 @@ import pathlib  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
+# Local S3 (moto) and GCS (fake-gcs-server) emulators, started on demand.
+pytest_plugins = ["emulator_fixtures"]
+
 settings.register_profile(
     "default", deadline=None, max_examples=40,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -95,3 +95,24 @@ def test_a_missing_process_times_out_naming_it(tmp_path):
     assert code == 3, out[-3000:]
     assert "processes [1] did not reach phase 'create' within 3 s" in out
     assert os.listdir(tmp_path) == [], "the timed-out save left files behind"
+
+
+def test_two_processes_save_to_s3_and_another_mesh_loads_it(s3_bucket):
+    from orbax_v1._storage import objects
+    for code, out in run("save", 2, s3_bucket):
+        assert code == 0 and "SAVED" in out, out[-3000:]
+    ckpt = f"{s3_bucket}/ckpt"
+    names = objects.list_keys(ckpt)
+    assert {n.split("/")[1] for n in names if n.startswith("pytree/ocdbt.process_")} == {
+        "ocdbt.process_0", "ocdbt.process_1"}
+    assert names.count("commit_success.txt") == 1
+    got = ocp.load(ckpt)
+    for k, v in expected().items():
+        np.testing.assert_array_equal(got[k], v)
+    mesh = jax.make_mesh((8,), ("d",))
+    w = ocp.load(ckpt, {"w": jax.ShapeDtypeStruct((64, 16), np.float32,
+                                                  sharding=NamedSharding(mesh, P(None, "d")))},
+                 partial_load=True)["w"]
+    np.testing.assert_array_equal(np.asarray(w), expected()["w"])
+    for code, out in run("load", 4, s3_bucket):
+        assert code == 0 and "LOADED" in out, out[-3000:]
