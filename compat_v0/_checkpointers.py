@@ -9,10 +9,10 @@ subdirectory per item with `CompositeCheckpointHandler`.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import orbax_v1
+from orbax_v1 import storage
 from compat_v0 import _direct, _handlers, errors
 from compat_v0.args import CheckpointArgs
 from compat_v0.options import (
@@ -40,7 +40,7 @@ def _check_common(where: str, multiprocessing_options=None, file_options=None,
 def _path(directory: Any) -> str:
     if directory is None or (isinstance(directory, str) and not directory):
         raise orbax_v1.errors.InvalidArgumentError("directory must not be None or empty.")
-    return os.path.abspath(os.fspath(directory))
+    return storage.resolve(directory)
 
 
 def build_args(handler: _handlers.CheckpointHandler, cls: type, positional: tuple,
@@ -90,7 +90,7 @@ class Checkpointer:
         if save_args is None:
             raise orbax_v1.errors.InvalidArgumentError("Nothing to save: pass args=... or an item.")
         self._before_save()
-        if os.path.lexists(path) and not force:
+        if storage.exists(path) and not force:
             raise errors.DestinationExistsError(f"Destination {path} already exists.")
         response = self._handler.save_direct(path, save_args, overwrite=force,
                                              custom_metadata=custom_metadata,
@@ -168,7 +168,7 @@ class AsyncCheckpointer(Checkpointer):
 
     def _committed(self, path: str) -> None:
         self._handler.post_commit(path)
-        if self._callback is not None and os.path.isdir(path):
+        if self._callback is not None and storage.is_dir(path):
             self._callback()
 
     @property

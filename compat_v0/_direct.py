@@ -1,11 +1,12 @@
-"""The few files compat_v0 handles itself, next to what orbax_v1 writes.
+"""The few files compat_v0 handles itself (through `orbax_v1.storage`), next to what
+orbax_v1 writes.
 
 - `_CHECKPOINT_METADATA` is read as JSON for what the public orbax_v1 metadata does
   not return: the handler names recorded per item (`item_handlers`).
 - A JSON checkpoint written directly into a directory (v0
   `Checkpointer(JsonCheckpointHandler())`): orbax_v1 has no direct layout for a
-  non-pytree, so the `metadata` file and `_CHECKPOINT_METADATA` are written here, with
-  the same temporary-directory-then-rename commit.
+  non-pytree, so the `metadata` file and `_CHECKPOINT_METADATA` are written here, through
+  `orbax_v1.storage.save_files` (the same commit as every checkpoint).
 - The `orbax.checkpoint` marker orbax_v1 writes in every checkpoint is removed once
   committed: a v0 layout has none.
 """
@@ -13,8 +14,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import threading
 import time
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import attrs
 
 import orbax_v1
+from orbax_v1 import storage
 
 CHECKPOINT_METADATA = "_CHECKPOINT_METADATA"
 V1_MARKER = "orbax.checkpoint"
@@ -59,14 +59,13 @@ class RootMetadata:
 
 def read_step_metadata(path: str) -> dict:
     """`_CHECKPOINT_METADATA` as a dict (`{}` when missing, as real Orbax reads it)."""
+    file = storage.join(path, CHECKPOINT_METADATA)
     try:
-        with open(os.path.join(path, CHECKPOINT_METADATA), "rb") as f:
-            data = json.loads(f.read())
+        data = json.loads(storage.read_bytes(file))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
-        raise orbax_v1.errors.CorruptCheckpointError(
-            f"{os.path.join(path, CHECKPOINT_METADATA)} is unreadable: {e}") from e
+        raise orbax_v1.errors.CorruptCheckpointError(f"{file} is unreadable: {e}") from e
     return data if isinstance(data, dict) else {}
 
 
@@ -100,10 +99,7 @@ class Once:
 
 def strip_marker(path: str) -> None:
     """Removes the v1 marker file from a committed checkpoint (v0 layouts have none)."""
-    try:
-        os.remove(os.path.join(path, V1_MARKER))
-    except FileNotFoundError:
-        pass
+    storage.remove_file(storage.join(path, V1_MARKER))
 
 
 def record_handler(path: str, typestr: str) -> None:
@@ -117,18 +113,19 @@ def record_handler(path: str, typestr: str) -> None:
     if not raw or raw.get("item_handlers") == typestr:
         return
     raw["item_handlers"] = typestr
-    tmp = os.path.join(path, CHECKPOINT_METADATA + ".compat-v0-tmp")
-    _write(tmp, json.dumps(raw).encode())
-    os.replace(tmp, os.path.join(path, CHECKPOINT_METADATA))
+    storage.replace_bytes(storage.join(path, CHECKPOINT_METADATA), json.dumps(raw).encode())
 
 
 def check_restorable(path: str) -> str:
     """v0's checks before a direct restore: the path exists and is committed."""
-    path = os.path.abspath(os.fspath(path))
-    if TMP_SUFFIX in os.path.basename(path):
+    path = storage.resolve(path)
+    if TMP_SUFFIX in path.rstrip("/").rsplit("/", 1)[-1]:
         raise orbax_v1.errors.IncompleteCheckpointError(f"Found incomplete checkpoint at {path}.")
-    if not os.path.isdir(path):
+    if not storage.is_dir(path):
         raise orbax_v1.errors.CheckpointNotFoundError(f"Checkpoint at {path} not found.")
+    if not storage.is_committed(path):
+        raise orbax_v1.errors.IncompleteCheckpointError(
+            f"Found incomplete checkpoint at {path}: it has no commit_success.txt.")
     return path
 
 
@@ -140,37 +137,19 @@ def save_json(path: str, data: Any, *, overwrite: bool, custom_metadata: Any) ->
     except (TypeError, ValueError) as e:
         raise orbax_v1.errors.UnsupportedTreeError(f"Not JSON-serializable: {e}") from e
     start = time.time_ns()
-    tmp = path + TMP_SUFFIX
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    try:
-        _write(os.path.join(tmp, "metadata"), encoded)
-        _write(os.path.join(tmp, CHECKPOINT_METADATA), json.dumps({
+    storage.save_files(path, {
+        "metadata": encoded,
+        CHECKPOINT_METADATA: json.dumps({
             "item_handlers": V0_HANDLERS + "json_checkpoint_handler.JsonCheckpointHandler",
             "metrics": {}, "performance_metrics": {}, "init_timestamp_nsecs": start,
             "commit_timestamp_nsecs": time.time_ns(),
-            "custom_metadata": {} if custom_metadata is None else custom_metadata}).encode())
-        _write(os.path.join(tmp, "commit_success.txt"),
-               f"Checkpoint commit was successful to {path}".encode())
-        if overwrite and os.path.lexists(path):
-            shutil.rmtree(path)
-        os.rename(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            "custom_metadata": {} if custom_metadata is None else custom_metadata}).encode(),
+    }, overwrite=overwrite)
 
 
 def read_json(path: str) -> Any:
     for name in ("metadata", "data.json"):
-        file = os.path.join(path, name)
-        if os.path.isfile(file):
-            with open(file, "rb") as f:
-                return json.loads(f.read())
+        file = storage.join(path, name)
+        if storage.is_file(file):
+            return json.loads(storage.read_bytes(file))
     raise orbax_v1.errors.CorruptCheckpointError(f"No JSON file (metadata) in {path}.")
-
-
-def _write(path: str, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())

@@ -10,10 +10,10 @@ A v0 handler says how one item is saved and restored. Here each one:
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import orbax_v1
+from orbax_v1 import storage
 from compat_v0 import _direct, _restore_tree
 from compat_v0 import args as args_lib
 from compat_v0.options import (
@@ -273,7 +273,5 @@ def accepts(handler: CheckpointHandler, args: Any) -> bool:
 
 def item_dirs(step_dir: str) -> list[str]:
     """The items a step holds: its subdirectories, less `metrics` and unfinished ones."""
-    if not os.path.isdir(step_dir):
-        return []
-    return sorted(e.name for e in os.scandir(step_dir) if e.is_dir() and e.name != "metrics"
-                  and _direct.TMP_SUFFIX not in e.name)
+    return [n for n in storage.subdirs(step_dir)
+            if n != "metrics" and _direct.TMP_SUFFIX not in n]

@@ -11,13 +11,14 @@ synchronous checkpointers are given), as in v0.
 from __future__ import annotations
 
 import logging
-import os
+
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from etils import epath
 
 import orbax_v1
+from orbax_v1 import storage
 from compat_v0 import _direct, _handlers, errors
 from compat_v0 import _manager_options as mo
 from compat_v0._checkpointers import AsyncCheckpointer, Checkpointer, finish_pending
@@ -75,8 +76,8 @@ class CheckpointManager:
             self._default_item = False
             for name, handler in dict(item_handlers).items():
                 self._composite.lock(name, handler)
-        root = os.path.abspath(os.fspath(directory))
-        if not options.create and not options.read_only and not os.path.isdir(root):
+        root = storage.resolve(directory)
+        if not options.create and not options.read_only and not storage.is_dir(root):
             raise unsupported("CheckpointManagerOptions", "create", False,
                               f"{root} does not exist, and it is created on open; create it "
                               "first or pass create=True")
@@ -118,7 +119,7 @@ class CheckpointManager:
         return self._directory
 
     def _step_dir(self, step: int, root: Any = None) -> str:
-        return os.path.join(os.fspath(root or self._directory), self._names.build_name(step))
+        return storage.join(root or self._directory, self._names.build_name(step))
 
     def all_steps(self, read: bool = False) -> Sequence[int]:
         """The committed steps (and the one being saved), ascending."""
@@ -216,7 +217,7 @@ class CheckpointManager:
         if not force and not self.should_save(step):
             return False
         self.wait_until_finished()
-        if step in self.all_steps() or os.path.lexists(self._step_dir(step)):
+        if step in self.all_steps() or storage.exists(self._step_dir(step)):
             raise errors.StepAlreadyExistsError(f"Checkpoint for step {step} already exists.")
         if args is None:
             args = self._legacy_args(items, save_kwargs, save=True)
@@ -258,7 +259,7 @@ class CheckpointManager:
 
     def _committed(self, step_dir: str) -> None:
         _direct.strip_marker(step_dir)
-        if self._callback is not None and os.path.isdir(step_dir):
+        if self._callback is not None and storage.is_dir(step_dir):
             self._callback()
 
     # ---- background state ----
@@ -295,13 +296,12 @@ class CheckpointManager:
             if self._pending is not None and self._pending[0] == step:
                 self.wait_until_finished()
         elif step is None:
-            root = os.fspath(directory)
-            found = [self._names.parse(n) for n in os.listdir(root)] if os.path.isdir(root) else []
+            found = [self._names.parse(n) for n in storage.subdirs(directory)]
             step = max((s for s in found if s is not None), default=None)
         if step is None:
             raise errors.StepNotFoundError(f"No steps found in {directory or self._directory}.")
         step_dir = self._step_dir(step, directory)
-        if not os.path.isdir(step_dir):
+        if not storage.is_dir(step_dir):
             raise errors.StepNotFoundError(
                 f"No checkpoint found at step {step} in {directory or self._directory}; steps: "
                 f"{self.all_steps() if directory is None else '?'}.")
@@ -312,7 +312,7 @@ class CheckpointManager:
         """Restores `step` (None: the latest): one item, or a `Composite` of several."""
         step, step_dir = self._existing_step_dir(step, directory)
         if self._default_item is None:
-            self._default_item = os.path.isdir(os.path.join(step_dir, DEFAULT_ITEM_NAME))
+            self._default_item = storage.is_dir(storage.join(step_dir, DEFAULT_ITEM_NAME))
         self._check_args(items, args)
         if args is None:
             args = self._legacy_args(items, restore_kwargs, save=False)
@@ -344,7 +344,7 @@ class CheckpointManager:
         items = self._composite.metadata_of(step_dir, None)
         default = self._default_item
         if default is None:
-            default = os.path.isdir(os.path.join(step_dir, DEFAULT_ITEM_NAME))
+            default = storage.is_dir(storage.join(step_dir, DEFAULT_ITEM_NAME))
         return _direct.step_metadata(step_dir, items.get(DEFAULT_ITEM_NAME) if default else items,
                                      metrics=self.metrics(step) or {})
 

@@ -7,6 +7,7 @@
 
 from orbax_v1 import errors as errors
 from orbax_v1 import handlers as handlers
+from orbax_v1 import storage as storage
 from orbax_v1 import training as training
 from orbax_v1._api import checkpointables_metadata as checkpointables_metadata
 from orbax_v1._api import load as load
@@ -58,5 +59,6 @@ __all__ = [
     "metadata",
     "pytree_metadata",
     "save_pytree",
+    "storage",
     "training",
 ]

@@ -62,12 +62,6 @@ def _imported_modules(path) -> set[str]:
     return out
 
 
-# compat_v0 modules that still read and write a few files themselves (v0's direct JSON
-# layout, `_CHECKPOINT_METADATA` item handlers); each is to move behind public orbax_v1
-# names. The list may only shrink: a new module touching files fails the test.
-COMPAT_V0_FILE_USERS = {"_direct.py", "_manager.py", "_checkpointers.py", "_handlers.py"}
-
-
 def test_only_the_storage_package_touches_files_and_tensorstore():
     problems = []
     for source in _sources("orbax_v1"):
@@ -75,8 +69,6 @@ def test_only_the_storage_package_touches_files_and_tensorstore():
             continue
         problems += [f"{source.relative_to(REPO)}: {v}" for v in _violations(source)]
     for source in _sources("compat_v0"):
-        if source.name in COMPAT_V0_FILE_USERS:
-            continue
         problems += [f"{source.relative_to(REPO)}: {v}" for v in _violations(source)]
     assert not problems, "\n".join(problems)
 
@@ -135,7 +127,7 @@ ORBAX_V1_PUBLIC = [
     "checkpointables_metadata", "errors", "handlers", "load", "load_async",
     "load_checkpointables", "load_checkpointables_async", "load_pytree", "load_pytree_async",
     "metadata", "pytree_metadata", "save_checkpointables", "save_checkpointables_async",
-    "save_pytree", "save_pytree_async", "training"]
+    "save_pytree", "save_pytree_async", "storage", "training"]
 TRAINING_PUBLIC = [
     "Checkpointer", "CheckpointMetadata", "NameFormat", "RootMetadata", "errors",
     "preservation_policies",
@@ -143,15 +135,34 @@ TRAINING_PUBLIC = [
 
 
 def _public(module) -> list[str]:
-    return sorted(n for n in vars(module) if not n.startswith("_")
-                  and not (n in ("annotations",)) and getattr(module, n) is not None)
+    """Public names the module defines or re-exports from its own package (not the
+    `Any` or `Mapping` it imports for annotations)."""
+    import types
+    out = []
+    for name, value in vars(module).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, types.ModuleType):
+            mine = value.__name__.startswith("orbax_v1.")
+        else:
+            mine = (getattr(value, "__module__", "") or "").startswith("orbax_v1")
+        if mine:
+            out.append(name)
+    return sorted(out)
+
+
+STORAGE_PUBLIC = [
+    "configure", "exists", "is_committed", "is_dir", "is_file", "is_remote", "join",
+    "kvstore_spec", "read_bytes", "remove_checkpoint", "remove_file", "replace_bytes",
+    "resolve", "save_files", "subdirs", "write_bytes"]
 
 
 def test_public_surface_snapshot():
     import orbax_v1
-    from orbax_v1 import training
+    from orbax_v1 import storage, training
     assert sorted(orbax_v1.__all__) == sorted(ORBAX_V1_PUBLIC)
     assert sorted(training.__all__) == sorted(TRAINING_PUBLIC)
-    for module in (orbax_v1, training):
+    assert sorted(storage.__all__) == sorted(STORAGE_PUBLIC)
+    for module in (orbax_v1, training, storage):
         undeclared = set(_public(module)) - set(module.__all__)
         assert not undeclared, f"{module.__name__} has public names outside __all__: {undeclared}"

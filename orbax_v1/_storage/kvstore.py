@@ -61,6 +61,28 @@ def _s3_settings() -> dict:
     return spec
 
 
+_configured: dict[str, dict] = {}  # prefix -> spec fields (`orbax_v1.storage.configure`)
+_configured_lock = threading.Lock()
+
+
+def configure(prefix: str, fields: dict | None) -> None:
+    """Spec fields added to the kvstore of every remote path under `prefix`."""
+    reserved = {"driver", "bucket", "path"} & set(fields or ())
+    if reserved:
+        raise ValueError(f"configure() cannot change {sorted(reserved)} of {prefix}.")
+    with _configured_lock:
+        if fields is None:
+            _configured.pop(prefix, None)
+        else:
+            _configured[prefix] = dict(fields)
+
+
+def _configured_fields(path: str) -> dict:
+    with _configured_lock:
+        matches = [p for p in _configured if path == p or path.startswith(p.rstrip("/") + "/")]
+        return dict(_configured[max(matches, key=len)]) if matches else {}
+
+
 def base_spec(directory: str) -> dict:
     """The kvstore of the directory `directory` (keys are names relative to it)."""
     if not paths.is_remote(directory):
@@ -68,8 +90,11 @@ def base_spec(directory: str) -> dict:
     scheme, bucket, key = paths.split_remote(directory)
     prefix = key + "/" if key else ""
     if scheme == "gs":
-        return {"driver": "gcs", "bucket": bucket, "path": prefix}
-    return {"driver": "s3", "bucket": bucket, "path": prefix, **_s3_settings()}
+        spec = {"driver": "gcs", "bucket": bucket, "path": prefix}
+    else:
+        spec = {"driver": "s3", "bucket": bucket, "path": prefix, **_s3_settings()}
+    spec.update(_configured_fields(directory))
+    return spec
 
 
 def kvstore_spec(directory: str, *, use_ocdbt: bool, path: str | None = None) -> dict:
@@ -121,7 +146,7 @@ def bucket_store(path: str) -> tuple[ts.KvStore, str]:
 
     Stores are opened once per bucket and configuration, and reused."""
     scheme, bucket, key = paths.split_remote(path)
-    spec = base_spec(f"{scheme}://{bucket}")
+    spec = base_spec(path)
     spec["path"] = ""
     # TensorStore reads a few variables itself (the GCS endpoint, test tokens): a
     # change of them is a different store.
