@@ -18,9 +18,24 @@ def test_docs_have_examples():
     assert sum(len(_blocks(p.read_text())) for p in PAGES) >= 8
 
 
+def _example_buckets(request) -> None:
+    """docs/storage.md uses `example-bucket` on S3 and GCS: the emulators' (the
+    fixtures point the environment at them)."""
+    import emulators
+    for scheme in ("s3", "gcs"):
+        request.getfixturevalue(f"{scheme}_bucket")
+        server = request.getfixturevalue(f"{scheme}_server")
+        try:
+            getattr(emulators, f"create_{scheme}_bucket")(server.endpoint, "example-bucket")
+        except Exception:  # noqa: BLE001 - created by an earlier run in this session
+            pass
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
-def test_doc_examples_run(page, tmp_path, monkeypatch):
+def test_doc_examples_run(page, tmp_path, monkeypatch, request):
     monkeypatch.chdir(tmp_path)
+    if page.name == "storage.md":
+        _example_buckets(request)
     namespace: dict = {"__name__": f"docs.{page.stem}"}
     for i, block in enumerate(_blocks(page.read_text())):
         try:

@@ -179,3 +179,31 @@ def test_a_store_that_stops_fails_the_save_in_bounded_time(fresh_s3_server):
     with pytest.raises(errors.StorageError, match="s3://going-away/new"):
         ocp.save_pytree("s3://going-away/new", big)
     assert time.monotonic() - start < 60
+
+
+def test_an_emulator_host_tensorstore_cannot_see_is_an_error(monkeypatch):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "localhost:4443")
+    monkeypatch.delenv("TENSORSTORE_GCS_HTTP_URL", raising=False)
+    with pytest.raises(errors.StorageError, match="TENSORSTORE_GCS_HTTP_URL=http://localhost:4443"):
+        ocp.save_pytree("gs://some-bucket/x", {"x": np.arange(3)})
+
+
+def test_configured_fields_reach_the_kvstore(s3_server, monkeypatch):
+    import emulators
+    for var, value in emulators.s3_env(s3_server.endpoint).items():
+        if var != "AWS_ENDPOINT_URL_S3":
+            monkeypatch.setenv(var, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    emulators.create_s3_bucket(s3_server.endpoint, "configured-bucket")
+    ocp.storage.configure("s3://configured-bucket", {"endpoint": s3_server.endpoint})
+    try:
+        assert ocp.storage.kvstore_spec("s3://configured-bucket/x")["endpoint"] == (
+            s3_server.endpoint)
+        ocp.save_pytree("s3://configured-bucket/x", {"x": np.arange(3)})
+        assert ocp.load("s3://configured-bucket/x")["x"].tolist() == [0, 1, 2]
+        assert "endpoint" not in ocp.storage.kvstore_spec("s3://other-bucket/x")
+    finally:
+        ocp.storage.configure("s3://configured-bucket", None)
+    with pytest.raises(errors.UnsupportedPathError):
+        ocp.storage.configure("/local/dir", {})

@@ -25,7 +25,7 @@ import threading
 
 import tensorstore as ts
 
-from orbax_v1 import _zarr
+from orbax_v1 import _zarr, errors
 from orbax_v1._storage import paths
 
 # Bounded retries: a store that does not answer fails the operation within ~30 s.
@@ -43,6 +43,19 @@ def new_context() -> ts.Context:
         "s3_request_retries": REMOTE_RETRIES,
         "gcs_request_retries": REMOTE_RETRIES,
     })
+
+
+def _check_gcs_emulator(path: str) -> None:
+    """`STORAGE_EMULATOR_HOST` alone would send a save meant for an emulator to the real
+    GCS: TensorStore reads only `TENSORSTORE_GCS_HTTP_URL` (once, when it first talks
+    to GCS), and setting it for the whole process is not ours to do."""
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if emulator and not os.environ.get("TENSORSTORE_GCS_HTTP_URL"):
+        url = emulator if "://" in emulator else f"http://{emulator}"
+        raise errors.StorageError(
+            f"{path}: STORAGE_EMULATOR_HOST={emulator} is set, but TensorStore reaches GCS "
+            f"through TENSORSTORE_GCS_HTTP_URL only; set TENSORSTORE_GCS_HTTP_URL={url} "
+            "(before the first GCS access) to use the emulator.")
 
 
 def _s3_settings() -> dict:
@@ -90,6 +103,7 @@ def base_spec(directory: str) -> dict:
     scheme, bucket, key = paths.split_remote(directory)
     prefix = key + "/" if key else ""
     if scheme == "gs":
+        _check_gcs_emulator(directory)
         spec = {"driver": "gcs", "bucket": bucket, "path": prefix}
     else:
         spec = {"driver": "s3", "bucket": bucket, "path": prefix, **_s3_settings()}
