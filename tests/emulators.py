@@ -96,7 +96,8 @@ class Emulator:
         self.log_path.unlink(missing_ok=True)
 
 
-def _launch(name: str, argv: list[str], port: int, probe_path: str) -> Emulator:
+def _launch(name: str, argv: list[str], port: int, probe_path: str,
+            env: dict[str, str] | None = None) -> Emulator:
     """Starts ``argv`` and waits until GET ``probe_path`` answers, else raises."""
     if sys.platform == "linux":
         argv = [sys.executable, "-c", _DIE_WITH_PARENT, *argv]
@@ -105,7 +106,8 @@ def _launch(name: str, argv: list[str], port: int, probe_path: str) -> Emulator:
     # and then blocks the server.
     with os.fdopen(fd, "wb") as log_file:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
-                                   stderr=subprocess.STDOUT)
+                                   stderr=subprocess.STDOUT,
+                                   env=None if env is None else {**os.environ, **env})
     emulator = Emulator(name, f"http://{HOST}:{port}", process, pathlib.Path(log))
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -125,11 +127,17 @@ def _launch(name: str, argv: list[str], port: int, probe_path: str) -> Emulator:
                        f"its output:\n{output}")
 
 
-def start_s3() -> Emulator:
-    """Starts moto's S3-compatible server (``python -m moto.server``)."""
+def start_s3(*, unauthenticated_requests: int | None = None) -> Emulator:
+    """Starts moto's S3-compatible server (``python -m moto.server``).
+
+    With ``unauthenticated_requests=n`` the server checks credentials after its first
+    ``n`` requests (moto's ``INITIAL_NO_AUTH_ACTION_COUNT``), as real S3 always does;
+    by default it never checks them."""
     port = free_port()
     argv = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
-    return _launch("moto-s3", argv, port, "/")
+    env = None if unauthenticated_requests is None else {
+        "INITIAL_NO_AUTH_ACTION_COUNT": str(unauthenticated_requests)}
+    return _launch("moto-s3", argv, port, "/", env)
 
 
 def fake_gcs_binary() -> pathlib.Path:

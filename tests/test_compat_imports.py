@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO
 
 PUBLIC_MODULES = {
-    "orbax_v1", "orbax_v1.errors", "orbax_v1.handlers", "orbax_v1.training",
+    "orbax_v1", "orbax_v1.errors", "orbax_v1.handlers", "orbax_v1.storage", "orbax_v1.training",
     "orbax_v1.training.save_decision_policies", "orbax_v1.training.preservation_policies",
     "orbax_v1.training.errors",
 }

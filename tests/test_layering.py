@@ -1,6 +1,6 @@
 """The house's layers, checked on the source: one storage package touches files and
-TensorStore; its read and write sides are siblings; compat_v0 uses only public
-orbax_v1 names; the public surface changes only on purpose."""
+TensorStore; its read and write sides are siblings; the public surface changes only on
+purpose. (That compat_v0 uses only public orbax_v1 names: tests/test_compat_imports.py.)"""
 
 import ast
 
@@ -96,27 +96,6 @@ def test_shared_storage_modules_import_neither_side():
         crossing = {m for m in imported for o in READ_SIDE | WRITE_SIDE
                     if m.endswith(f"._storage.{o}")}
         assert not crossing, f"_storage/{name}.py imports {crossing}"
-
-
-def test_compat_v0_uses_only_public_orbax_v1_names():
-    problems = []
-    for source in _sources("compat_v0"):
-        tree = ast.parse(source.read_text(), str(source))
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(
-                    "orbax_v1"):
-                names = node.module.split(".") + [a.name for a in node.names]
-            elif isinstance(node, ast.Import):
-                names = [p for a in node.names if a.name.startswith("orbax_v1")
-                         for p in a.name.split(".")]
-            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and (
-                    node.value.id == "orbax_v1"):
-                names = [node.attr]
-            private = [n for n in names if n.startswith("_")]
-            if private:
-                problems.append(f"{source.name}:{node.lineno}: {private}")
-    assert not problems, "\n".join(problems)
 
 
 # The public surface, as it is on purpose. A change here is an API change: update the

@@ -169,16 +169,42 @@ def test_a_missing_bucket_is_a_typed_error_soon(s3_server, gcs_server, monkeypat
         assert time.monotonic() - start < 60
 
 
-def test_a_store_that_stops_fails_the_save_in_bounded_time(fresh_s3_server):
+def test_a_store_that_stops_mid_save_fails_it_in_bounded_time(fresh_s3_server, monkeypatch):
     import emulators
+    monkeypatch.setattr(objectfile, "PART_BYTES", 1 << 20)
     emulators.create_s3_bucket(fresh_s3_server.endpoint, "going-away")
     ocp.save_pytree("s3://going-away/kept", {"x": np.arange(3)})
-    big = {"x": np.ones((1024, 1024), np.float32)}
-    fresh_s3_server.kill()
+    big = {f"x{i}": np.full((512, 1024), i, np.float32) for i in range(24)}  # 48 MiB
     start = time.monotonic()
+    response = ocp.save_pytree_async("s3://going-away/new", big)
+    time.sleep(0.3)
+    fresh_s3_server.kill()
     with pytest.raises(errors.StorageError, match="s3://going-away/new"):
-        ocp.save_pytree("s3://going-away/new", big)
+        response.result()
     assert time.monotonic() - start < 60
+    with pytest.raises(errors.StorageError, match="s3://going-away/new"):
+        ocp.save_pytree("s3://going-away/new", {"x": np.arange(3)}, overwrite=True)
+
+
+def test_missing_credentials_are_a_typed_error_soon(monkeypatch, tmp_path):
+    import emulators
+    server = emulators.start_s3(unauthenticated_requests=2)  # start-up probe, bucket
+    try:
+        for var, value in emulators.s3_env(server.endpoint).items():
+            monkeypatch.setenv(var, value)
+        emulators.create_s3_bucket(server.endpoint, "needs-credentials")
+        for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+        start = time.monotonic()
+        with pytest.raises(errors.StorageError, match="s3://needs-credentials/x"):
+            ocp.save_pytree("s3://needs-credentials/x", {"x": np.arange(3)})
+        with pytest.raises(errors.StorageError, match="s3://needs-credentials/x"):
+            ocp.load("s3://needs-credentials/x")
+        assert time.monotonic() - start < 60
+    finally:
+        server.stop()
 
 
 def test_an_emulator_host_tensorstore_cannot_see_is_an_error(monkeypatch):

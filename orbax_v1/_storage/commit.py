@@ -120,8 +120,16 @@ def publish(tmp: str, path: str) -> None:
 
 
 def discard(tmp: str) -> None:
-    """Removes what a failed save wrote (never committed: it has no commit file)."""
-    files.remove_tree(tmp)
+    """Removes what a failed save wrote (never committed: it has no commit file).
+
+    Best effort: called while another error is on its way up, which must not be
+    replaced by this one (an object store that went away cannot be cleaned; what is
+    left there has no commit file, so it never loads, and the next save or the
+    `Checkpointer` removes it)."""
+    try:
+        files.remove_tree(tmp)
+    except (OSError, errors.CheckpointError):
+        pass
 
 
 def remove_checkpoint(path: str) -> None:
