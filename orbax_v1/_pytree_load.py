@@ -149,14 +149,13 @@ def saved_shardings(stored: StoredTree) -> dict[str, jax.sharding.Sharding | Non
 
 
 def open_arrays(stored: StoredTree, reader: _reader.ArrayReader,
-                leaves: list[StoredLeaf]) -> dict[_pytree.Keys, Any]:
+                leaves: list[StoredLeaf]) -> dict[_pytree.Keys, _reader.ArrayHandle]:
     """Opens the arrays of `leaves` concurrently; a damaged one is a typed error."""
-    futures = reader.open([lf.name for lf in leaves])
+    opening = reader.open([lf.name for lf in leaves])
     out = {}
     for lf in leaves:
-        handle = futures[lf.name]
         try:
-            out[lf.keys] = handle if isinstance(handle, _reader.StoredArray) else handle.result()
+            out[lf.keys] = opening[lf.name]()
         except Exception as e:  # noqa: BLE001 - TensorStore raises ValueError and others
             raise errors.CorruptCheckpointError(
                 f"Array {_pytree.keypath_str(lf.keys)} in {stored.directory} cannot be opened: "
@@ -164,17 +163,11 @@ def open_arrays(stored: StoredTree, reader: _reader.ArrayReader,
     return out
 
 
-def shape_dtype(handle: Any) -> tuple[tuple[int, ...], np.dtype]:
-    if isinstance(handle, _reader.StoredArray):
-        return handle.shape, handle.dtype
-    return tuple(handle.shape), handle.dtype.numpy_dtype
-
-
-def leaf_metadata(lf: StoredLeaf, handle: Any, sharding) -> Any:
+def leaf_metadata(lf: StoredLeaf, handle: _reader.ArrayHandle, sharding) -> Any:
     """Public metadata of one stored leaf (from its opened array; no data read)."""
     if lf.value_type == "string":
         return _types.StringMetadata()
-    shape, dtype = shape_dtype(handle)
+    shape, dtype = handle.shape, handle.dtype
     if lf.value_type == "scalar":
         if lf.numpy_scalar:
             return _types.ScalarMetadata(dtype.type, dtype)

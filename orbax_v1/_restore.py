@@ -11,7 +11,7 @@ import numpy as np
 from orbax_v1 import _gcpause, _pytree, _types, errors
 from orbax_v1._pytree_load import (
     DATA_TYPES, StoredLeaf, StoredTree, empty_value, leaf_metadata, open_arrays,
-    read_strings, saved_shardings, shape_dtype)
+    read_strings, saved_shardings)
 
 _ARRAY_TYPES = ("jax.Array", "np.ndarray", "scalar")
 
@@ -82,7 +82,7 @@ def _check(lf: StoredLeaf, target: Target, store: Any) -> str | None:
         return None if lf.value_type == "string" else f"expected a str, found {lf.value_type}"
     if lf.value_type not in _ARRAY_TYPES:
         return f"expected an array or scalar, found {lf.value_type}"
-    found = shape_dtype(store)[0]
+    found = store.shape
     if target.shape is not None and tuple(target.shape) != found:
         return f"expected shape {tuple(target.shape)}, found {found}"
     return None

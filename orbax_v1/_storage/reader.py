@@ -57,6 +57,23 @@ class StoredArray:
 Region = tuple[tuple[int, int], ...]
 
 
+@attrs.frozen
+class ArrayHandle:
+    """One opened array, whichever engine reads it: its shape and dtype, no data read.
+
+    `source` is how it is read: a `StoredArray` (our own chunk reads) or an opened
+    TensorStore (every other case)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    source: Any
+
+
+def _opened(future) -> ArrayHandle:
+    store = future.result()
+    return ArrayHandle(tuple(store.shape), store.dtype.numpy_dtype, store)
+
+
 class ArrayReader:
     """Opens and reads the arrays of one pytree directory.
 
@@ -109,11 +126,19 @@ class ArrayReader:
     def open(self, params: Sequence[str]) -> dict[str, Any]:
         """Starts opening every named array at once; metadata only, no data is read.
 
-        Returns param -> a `StoredArray`, or a TensorStore future still to be waited for.
+        Returns param -> a function that finishes opening it (raising if it cannot)
+        and returns its `ArrayHandle`.
         """
-        return {p: self._stored(p) or ts.open(
-            kvstore.array_read_spec(self._dir, p, **self._opts), context=self._context,
-            read=True, open=True) for p in params}
+        out: dict[str, Callable[[], ArrayHandle]] = {}
+        for p in params:
+            stored = self._stored(p)
+            if stored is not None:
+                out[p] = functools.partial(ArrayHandle, stored.shape, stored.dtype, stored)
+                continue
+            future = ts.open(kvstore.array_read_spec(self._dir, p, **self._opts),
+                             context=self._context, read=True, open=True)
+            out[p] = functools.partial(_opened, future)
+        return out
 
     def _kvstore(self) -> ts.KvStore:
         if self._kv is None:
@@ -121,8 +146,10 @@ class ArrayReader:
             self._kv = ts.KvStore.open(spec, context=self._context).result()
         return self._kv
 
-    def read_numpy(self, handle: Any, dtype: np.dtype | None) -> Callable[[], np.ndarray]:
+    def read_numpy(self, array: ArrayHandle, dtype: np.dtype | None
+                   ) -> Callable[[], np.ndarray]:
         """Starts reading a whole array into host memory (cast to `dtype` if given)."""
+        handle = array.source
         if isinstance(handle, StoredArray):
             whole = tuple((0, d) for d in handle.shape)
             if 0 in handle.shape:
@@ -136,15 +163,16 @@ class ArrayReader:
             store = ts.cast(store, np.dtype(dtype))
         return store.read().result
 
-    def read_sharded(self, handle: Any, sharding: jax.sharding.Sharding,
+    def read_sharded(self, array: ArrayHandle, sharding: jax.sharding.Sharding,
                      dtype: np.dtype | None) -> Callable[[], jax.Array]:
         """Starts reading only the slices this process's devices hold under `sharding`."""
+        handle = array.source
         if isinstance(handle, StoredArray):
             shape = handle.shape
             index_map = sharding.addressable_devices_indices_map(shape)
             regions = {_region(index, shape) for index in index_map.values()}
             if self._remote:  # a small packed array (`_stored`): read whole, then sliced
-                whole = self.read_numpy(handle, dtype)
+                whole = self.read_numpy(array, dtype)
                 read = lambda: {r: whole()[_slices(r)] for r in regions}  # noqa: E731
             else:
                 reads = {r: self._read_region(handle, r, dtype) for r in regions}
