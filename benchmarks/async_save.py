@@ -32,7 +32,10 @@ import orbax_v1  # noqa: E402
 try:
     import orbax.checkpoint.experimental.v1 as real_orbax
 except ImportError:
-    real_orbax = None
+    try:
+        import orbax.checkpoint.v1 as real_orbax  # newer releases
+    except ImportError:
+        real_orbax = None
 
 
 def workload_b(scale: float) -> dict:
@@ -50,7 +53,8 @@ def workload_b(scale: float) -> dict:
 
 
 def workload_d(scale: float) -> dict:
-    mesh = jax.make_mesh((4, 2), ("data", "model"))
+    n = jax.device_count()  # 8 CPU devices here; on an accelerator, however many it has
+    mesh = jax.make_mesh((4, 2) if n == 8 else (n, 1), ("data", "model"))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data", "model"))
     rows = max(8, int(2 ** 30 * 2 * scale) // (8 * 4 * 4096) // 8 * 8)
     make = jax.jit(lambda k: jax.random.normal(k, (rows, 4096)), out_shardings=sharding)
@@ -84,6 +88,7 @@ def main() -> None:
     if real_orbax is not None:
         libs["orbax 0.12"] = lambda p, t: real_orbax.save_async(p, t)
     root = tempfile.mkdtemp()
+    print(f"devices: {jax.devices()}")
     print("| workload | data | host copy s | library | blocking s | blocking / copy | total s |")
     print("|---|---|---|---|---|---|---|")
     try:

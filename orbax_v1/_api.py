@@ -49,7 +49,8 @@ def save_pytree_async(path: Any, pytree: Any, *,
                       checkpointable_name: str | None = PYTREE_CHECKPOINTABLE,
                       overwrite: bool = False, custom_metadata: Any = None
                       ) -> AsyncResponse[None]:
-    """`save_pytree` that returns once the arrays are copied to host memory.
+    """`save_pytree` that returns once the arrays are copied (to host memory; on a GPU or
+    TPU, on the device, and to host memory in the background).
 
     Everything else (directories, metadata, TensorStore writes, fsync, the commit)
     happens on the library's background thread. When this returns, the caller may

@@ -27,6 +27,33 @@ def test_caller_may_modify_delete_and_donate_after_return(tmp_path):
     np.testing.assert_array_equal(out["don"], np.ones(1000))
 
 
+def test_accelerator_arrays_are_copied_on_device_and_donation_is_safe(tmp_path, monkeypatch):
+    """On a GPU or TPU an async save copies arrays on the device and moves them to the
+    host in the background. CPU arrays take the same path here, by pretending."""
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    from orbax_v1 import _pytree_save
+    monkeypatch.setattr(_pytree_save, "_on_accelerator", lambda v: isinstance(v, jax.Array))
+    copies = []
+    real_copy = _pytree_save.jnp.copy
+    monkeypatch.setattr(_pytree_save.jnp, "copy", lambda x: copies.append(x.shape) or real_copy(x))
+    mesh = jax.make_mesh((4, 2), ("a", "b"))
+    sharding = NamedSharding(mesh, P("a", "b"))
+    w = jax.device_put(np.arange(64 * 8, dtype=np.float32).reshape(64, 8), sharding)
+    host = np.arange(5)
+    response = ocp.save_pytree_async(tmp_path / "c", {"w": w, "host": host, "n": 3})
+    assert copies == [(64, 8)]
+    host[:] = -1
+    jax.jit(lambda x: x * 0, donate_argnums=0)(w).block_until_ready()
+    response.result(timeout=60)
+    out = ocp.load(tmp_path / "c", ocp.metadata(tmp_path / "c").metadata)
+    assert out["w"].sharding == sharding
+    np.testing.assert_array_equal(np.asarray(out["w"]),
+                                  np.arange(64 * 8, dtype=np.float32).reshape(64, 8))
+    np.testing.assert_array_equal(out["host"], np.arange(5))
+    assert out["n"] == 3
+
+
 def test_errors_before_writing_raise_at_the_call(tmp_path):
     ocp.save_pytree(tmp_path / "c", {"x": 1})
     with pytest.raises(errors.CheckpointExistsError):
