@@ -39,9 +39,17 @@ def child(tmp_path):
     return script
 
 
-def run_child(tmp_path, script, mode, target, start, delay, ctx):
-    return run_and_kill([script, mode, target, start, 1000], tmp_path / "child.err",
-                        kill_after_s=delay, timeout_s=CHILD_TIMEOUT_S, ctx=ctx)
+def kill_a_child(tmp_path, script, mode, target, trial, rng, ctx):
+    """Runs the child's saves (`mode`) to `target` until a random SIGKILL; returns the
+    first save's number, those it reported committed, and the failure context."""
+    start, delay = (trial + 1) * 1000, rng.uniform(0.05, MAX_KILL_DELAY_S)
+    ctx = f"{ctx} trial={trial} kill_after={delay:.3f}s"
+    rc, committed, err = run_and_kill([script, mode, target, start, 1000],
+                                      tmp_path / "child.err", kill_after_s=delay,
+                                      timeout_s=CHILD_TIMEOUT_S, ctx=ctx)
+    ctx += f" committed={committed}"
+    assert rc == -signal.SIGKILL, f"{ctx}: child was not killed mid-run (rc={rc})\n{err}"
+    return start, committed, ctx
 
 
 def assert_exact(path, index, ctx):
@@ -60,11 +68,8 @@ def test_kill_during_overwrite_saves_to_s3(tmp_path, s3_bucket, child, seed):
     current = 0
     outcomes = []
     for trial in range(TRIALS):
-        start, delay = (trial + 1) * 1000, rng.uniform(0.05, MAX_KILL_DELAY_S)
-        ctx = f"seed={seed} trial={trial} kill_after={delay:.3f}s old={current}"
-        rc, committed, err = run_child(tmp_path, child, "overwrite", target, start, delay, ctx)
-        ctx += f" committed={committed}"
-        assert rc == -signal.SIGKILL, f"{ctx}: child was not killed mid-run (rc={rc})\n{err}"
+        start, committed, ctx = kill_a_child(tmp_path, child, "overwrite", target, trial, rng,
+                                             f"seed={seed} old={current}")
         old = committed[-1] if committed else current
         new = start + len(committed)
         kind, got = load_outcome(target)
@@ -89,11 +94,8 @@ def test_kill_during_fresh_saves_to_s3(tmp_path, s3_bucket, child, seed):
     root, sentinel = f"{s3_bucket}/fresh", f"{s3_bucket}/sentinel"
     orbax_v1.save_pytree(sentinel, make_tree(SENTINEL_INDEX))
     for trial in range(TRIALS):
-        start, delay = (trial + 1) * 1000, rng.uniform(0.05, MAX_KILL_DELAY_S)
-        ctx = f"seed={seed} trial={trial} kill_after={delay:.3f}s"
-        rc, committed, err = run_child(tmp_path, child, "fresh", root, start, delay, ctx)
-        ctx += f" committed={committed}"
-        assert rc == -signal.SIGKILL, f"{ctx}: child was not killed mid-run (rc={rc})\n{err}"
+        start, committed, ctx = kill_a_child(tmp_path, child, "fresh", root, trial, rng,
+                                             f"seed={seed}")
         for index in committed:
             assert_exact(f"{root}/ck_{index}", index, ctx)
         in_flight = f"{root}/ck_{start + len(committed)}"
