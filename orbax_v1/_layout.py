@@ -61,61 +61,81 @@ class Layout:
 
 def is_pytree_dir(path: str) -> bool:
     """Holds pytree data: a `_METADATA` file, or an OCDBT store a tree can be rebuilt from."""
-    return (files.is_file(paths.join(path, _files.PYTREE_METADATA))
-            or files.is_file(paths.join(path, MANIFEST)))
+    return _pytree_at(files.DirView(path), "")
 
 
 def is_json_dir(path: str) -> bool:
-    return any(files.is_file(paths.join(path, f)) for f in _JSON_FILES)
+    return _json_at(files.DirView(path), "")
 
 
-def _has_step_markers(path: str) -> bool:
-    return (files.is_file(paths.join(path, _files.CHECKPOINT_METADATA))
-            or files.is_file(paths.join(path, _files.V1_MARKER)))
+def _in(rel: str, name: str) -> str:
+    return f"{rel}/{name}" if rel else name
 
 
-def _subdirs(path: str) -> list[str]:
-    return [n for n in files.subdirs(path) if not _commit.is_temporary(n)]
+def _pytree_at(view: files.DirView, rel: str) -> bool:
+    return (view.is_file(_in(rel, _files.PYTREE_METADATA))
+            or view.is_file(_in(rel, MANIFEST)))
 
 
-def _recorded_names(path: str) -> set[str]:
+def _json_at(view: files.DirView, rel: str) -> bool:
+    return any(view.is_file(_in(rel, f)) for f in _JSON_FILES)
+
+
+def _markers_at(view: files.DirView, rel: str) -> bool:
+    return (view.is_file(_in(rel, _files.CHECKPOINT_METADATA))
+            or view.is_file(_in(rel, _files.V1_MARKER)))
+
+
+def _committed_at(view: files.DirView, rel: str) -> bool:
+    """Locally every directory under its final name is committed; in an object store,
+    one with its commit file (real Orbax's CommitFileTemporaryPath)."""
+    if paths.is_remote(view.path):
+        return view.is_file(_in(rel, _files.COMMIT_SUCCESS))
+    return not _commit.is_temporary(rel or view.path)
+
+
+def _recorded_names(view: files.DirView) -> set[str]:
     """Checkpointable names recorded in `_CHECKPOINT_METADATA` (empty if none or unreadable)."""
-    if not files.is_file(paths.join(path, _files.CHECKPOINT_METADATA)):
+    if not view.is_file(_files.CHECKPOINT_METADATA):
         return set()
     try:
-        recorded = _files.read_checkpoint_metadata(path).get("item_handlers")
+        recorded = _files.read_checkpoint_metadata(view.path).get("item_handlers")
     except errors.CorruptCheckpointError:
         return set()
     return set(recorded) if isinstance(recorded, dict) else set()
 
 
 def classify(path: str) -> Layout:
-    """The layout of `path`; looks only at `path`, its parent and its children."""
+    """The layout of `path`; looks only at `path`, its parent and its children (in an
+    object store: one listing of `path`, and the parent's markers)."""
     if _commit.is_temporary(path):
         return Layout(path, Kind.TEMPORARY)
-    if not files.is_dir(path):
+    view = files.DirView(path)
+    if not view.is_dir():
         return Layout(path, Kind.NOT_A_DIRECTORY if files.exists(path) else Kind.MISSING)
-    parent = paths.parent(path)
-    if (not _has_step_markers(path) and _has_step_markers(parent)
-            and (is_pytree_dir(path) or is_json_dir(path))):
-        return Layout(path, Kind.CHILD)
+    here = _markers_at(view, "")
+    if not here and (_pytree_at(view, "") or _json_at(view, "")):
+        parent = files.DirView(paths.parent(path)) if not paths.is_remote(path) else None
+        parent_markers = (_markers_at(parent, "") if parent is not None else any(
+            files.is_file(paths.join(paths.parent(path), n))
+            for n in (_files.CHECKPOINT_METADATA, _files.V1_MARKER)))
+        if parent_markers:
+            return Layout(path, Kind.CHILD)
     # On an object store a save writes in place: without its commit file, a
-    # checkpoint is unfinished (real Orbax's CommitFileTemporaryPath).
-    uncommitted = paths.is_remote(path) and not _commit.is_committed(path)
-    if is_pytree_dir(path):
+    # checkpoint is unfinished.
+    uncommitted = not _committed_at(view, "")
+    if _pytree_at(view, ""):
         return Layout(path, Kind.TEMPORARY if uncommitted else Kind.DIRECT)
-    subdirs = _subdirs(path)
-    recorded = _recorded_names(path)
+    subdirs = [n for n in view.subdirs() if not _commit.is_temporary(n)]
+    recorded = _recorded_names(view)
     names = tuple(n for n in subdirs if n not in RESERVED_NAMES and (
-        n in recorded or is_pytree_dir(paths.join(path, n))
-        or is_json_dir(paths.join(path, n))))
-    pytree_names = tuple(n for n in names if is_pytree_dir(paths.join(path, n)))
-    if _has_step_markers(path):
+        n in recorded or _pytree_at(view, n) or _json_at(view, n)))
+    pytree_names = tuple(n for n in names if _pytree_at(view, n))
+    if here:
         if uncommitted:
             return Layout(path, Kind.TEMPORARY)
         return Layout(path, Kind.STEP, names, pytree_names)
-    steps = [n for n in subdirs if _has_step_markers(paths.join(path, n))
-             and _commit.is_committed(paths.join(path, n))]
+    steps = [n for n in subdirs if _markers_at(view, n) and _committed_at(view, n)]
     if steps:
         steps.sort(key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))
         return Layout(path, Kind.ROOT, tuple(steps))

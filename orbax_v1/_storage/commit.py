@@ -74,9 +74,12 @@ def _fsync_tree_dirs(root: str) -> None:
         _fsync_dir(dirpath)
 
 
-def check_destination(path: str, *, overwrite: bool) -> None:
-    if overwrite or not files.exists(path):
-        return
+def check_destination(path: str, *, overwrite: bool) -> bool:
+    """Whether something is at `path`; an error if so and not `overwrite`."""
+    if not files.exists(path):
+        return False
+    if overwrite:
+        return True
     hint = ""
     if is_remote(path) and not is_committed(path):
         hint = (f" It holds no {format.COMMIT_SUCCESS}, so it is what an unfinished save "
@@ -96,9 +99,10 @@ def create_temporary(path: str, *, overwrite: bool) -> str:
 
     On an object store, an existing checkpoint at `path` (with `overwrite`) is
     removed here, its commit file first."""
-    check_destination(path, overwrite=overwrite)
+    existed = check_destination(path, overwrite=overwrite)
     if is_remote(path):
-        remove_checkpoint(path)
+        if existed:
+            remove_checkpoint(path)
         return path
     tmp = temporary_path(path)
     if os.path.lexists(tmp):  # left by a crashed save to the same path

@@ -127,3 +127,43 @@ def mtime(path: str) -> float | None:
         return os.path.getmtime(path)
     except OSError:
         return None
+
+
+class DirView:
+    """The files and directories under `path`, asked about by relative name (`a/b`).
+
+    Locally each question is one filesystem call. In an object store the whole prefix
+    is listed once, when the view is made, and every question is answered from that
+    listing: layout resolution asks a dozen of them per load."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._files: set[str] | None = None
+        self._dirs: set[str] = set()
+        if is_remote(path):
+            keys = objects.list_keys(path)
+            self._files = set(keys)
+            for key in keys:
+                parts = key.split("/")
+                self._dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
+
+    def _local(self, rel: str) -> str:
+        return os.path.join(self.path, rel) if rel else self.path
+
+    def is_file(self, rel: str) -> bool:
+        if self._files is None:
+            return os.path.isfile(self._local(rel))
+        return rel in self._files
+
+    def is_dir(self, rel: str = "") -> bool:
+        if self._files is None:
+            return os.path.isdir(self._local(rel))
+        return rel in self._dirs if rel else bool(self._files)
+
+    def subdirs(self, rel: str = "") -> list[str]:
+        """Names of the directories directly in `rel`, sorted."""
+        if self._files is None:
+            return subdirs(self._local(rel))
+        prefix = rel + "/" if rel else ""
+        return sorted({d[len(prefix):] for d in self._dirs
+                       if d.startswith(prefix) and "/" not in d[len(prefix):]})
