@@ -1,27 +1,45 @@
-"""Save and load: orbax_v1 next to the real orbax-checkpoint, one table.
+"""Save and load: orbax_v1 next to the real orbax-checkpoint, one table per backend.
 
-    python benchmarks/save_load.py [--scale 1.0] [--repeats 3] [--only abcd]
-                                   [--libs orbax_v1,orbax]
+    python benchmarks/save_load.py [--scale S] [--repeats 3] [--only abcd]
+                                   [--libs orbax_v1,orbax] [--backend local,gcs,s3]
 
-Workloads (sizes scale with --scale; 1.0 = the sizes of issue 4):
+Workloads (sizes scale with --scale; 1.0 = the sizes of issue 4, the default for
+`local`; on object stores the default is 0.5, so that (a), (b) and (d) are 256 MiB to
+1 GiB there: 512 MiB, ~0.42 GiB and 1 GiB):
   a: one float32 array of 1 GiB
   b: ~1 GiB over ~300 transformer-shaped arrays (float32 and bfloat16)
   c: 10,000 float32 arrays of 16 elements plus 100 Python scalars
   d: 2 GiB as 8 float32 arrays sharded over 8 CPU devices (4x2 mesh)
+Backends (--backend, a comma list, one table each; default local):
+  local: a temporary directory (under --dir if given).
+  gcs: gs://orbax-bench on fake-gcs-server (in memory, HTTP on 127.0.0.1); both libraries
+       (real Orbax reaches it through gcsfs for files and TensorStore for arrays).
+  s3: s3://orbax-bench on moto's server; orbax_v1 only (real Orbax cannot write s3://).
+The script starts each emulator itself, as the tests do (tests/emulators.py), passes the
+clients' environment to the workers, and stops it by pid at the end, also on an error or
+Ctrl-C; each checkpoint is deleted from it after its run. The emulators share this
+machine's cores with the workers, so remote numbers are for comparing the libraries,
+not for predicting a real bucket's speed.
 Each save and each load runs in a fresh process (so peak RSS is its own), interleaving
 the two libraries, and the table shows medians. Loads use each library's defaults; for (d) both
-load onto the saved 4x2 sharding. "cold" loads first evict the checkpoint's files from
+load onto the saved 4x2 sharding. Locally, "cold" loads first evict the checkpoint's files from
 the page cache (posix_fadvise DONTNEED, which needs no privilege and touches nothing
 else); "again" is a second load right after the cold one, in the same process; "warm"
 loads first read every file of the checkpoint once (untimed), so that the page cache
 holds all of it. (Our cold loads read uncached data with O_DIRECT and do not fill the
 page cache, so for us "again" is another cold read; real Orbax's cold load fills the
-cache, so for it "again" is about "warm".) RSS growth is the peak resident memory during
+cache, so for it "again" is about "warm".) On an object store no page cache stands
+between the loader and the data, so there is one load column: the first load of a
+fresh process. RSS growth is the peak resident memory during
 the call minus the resident memory just before it, sampled every 2 ms; for loads it is
-the first (cold) load of a fresh process, before the allocator holds any freed memory.
+the first load of a fresh process, before the allocator holds any freed memory.
 The ratio rows compare medians, then each library's best run (the fastest of its
-repeats, on a machine whose memory or disk speed varies from run to run). The "floor" row is the least any loader could take cold here: our checkpoint's files,
-evicted, read with O_DIRECT into fresh memory in a fresh process, and nothing else.
+repeats, on a machine whose memory or disk speed varies from run to run). Locally, the
+"floor" row is the least any loader could take cold here: our checkpoint's files, evicted,
+read with O_DIRECT into fresh memory in a fresh process, and nothing else. On an object
+store the "raw GETs" row is a reference, not a floor: every object of our checkpoint
+fetched at once (one whole-object GET each, TensorStore's default request concurrency)
+in a fresh process, no parsing; a loader that bounds its reads can beat it.
 This is a script, not a test: run it on request.
 """
 
@@ -38,7 +56,10 @@ import tempfile
 import threading
 import time
 
+import object_stores
+
 LIBS = ("orbax_v1", "orbax")
+REMOTE_LIBS = {"gcs": LIBS, "s3": ("orbax_v1",)}  # real Orbax cannot write s3://
 
 
 # ---------------------------------------------------------------- the worker process
@@ -126,7 +147,13 @@ def _api(lib: str):
 
 def worker(name: str, lib: str, scale: float, path: str, phase: str) -> dict:
     """One phase in a fresh process: 'save' builds the workload and saves it; 'load'
-    loads it cold (files evicted from the page cache), again, and warm (files cached)."""
+    loads it cold (files evicted from the page cache), again, and warm (files cached),
+    or, on an object store, once; 'floor' times the floor row; 'delete' removes it."""
+    remote = path.startswith(("gs://", "s3://"))
+    if phase == "floor":
+        return object_stores.floor(path) if remote else floor(path)
+    if phase == "delete":
+        return object_stores.delete(path)
     import jax
     api, save = _api(lib)
     if phase == "save":
@@ -134,7 +161,8 @@ def worker(name: str, lib: str, scale: float, path: str, phase: str) -> dict:
         jax.block_until_ready(tree)
         nbytes = sum(x.nbytes for x in jax.tree.leaves(tree) if hasattr(x, "nbytes"))
         save_s, save_rss = _measure(lambda: save(path, tree))
-        files = sum(len(f) for _, _, f in os.walk(path))
+        files = (object_stores.count_objects(path) if remote
+                 else sum(len(f) for _, _, f in os.walk(path)))
         return {"bytes": nbytes, "save": save_s, "save_rss": save_rss, "files": files}
     abstract = None
     if name == "d":  # restore onto the saved 4x2 sharding, with both libraries
@@ -143,6 +171,9 @@ def worker(name: str, lib: str, scale: float, path: str, phase: str) -> dict:
         meta = _workload_shapes(name, scale)
         abstract = {k: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
                     for k, (shape, dtype) in meta.items()}
+    if remote:
+        load_s, load_rss = _measure(lambda: api.load(path, abstract))
+        return {"load": load_s, "load_rss": load_rss}
     _evict(path)
     cold_s, cold_rss = _measure(lambda: api.load(path, abstract))
     again_s, _ = _measure(lambda: api.load(path, abstract))
@@ -204,74 +235,126 @@ def _workload_shapes(name: str, scale: float) -> dict:
 
 # ---------------------------------------------------------------- the driver
 
-def _run_worker(name, lib, scale, path) -> dict:
+GIB = 2 ** 30
+
+
+def _run_worker(name, lib, scale, path, root) -> dict:
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-           "JAX_PLATFORMS": "cpu"}
+           "JAX_PLATFORMS": "cpu", **root.env}
+    phases = ["save", "load"] + (["floor"] if lib == "orbax_v1" else [])
+    if root.remote:  # the last process also removes the checkpoint from the emulator
+        phases[-1] += ",delete"
     result = {}
-    for phase in ("save", "load", "floor") if lib == "orbax_v1" else ("save", "load"):
+    for phase in phases:
         out = subprocess.run([sys.executable, __file__, "--worker", name, lib, str(scale), path,
                               phase], capture_output=True, text=True, env=env, timeout=1800)
         if out.returncode != 0:
-            raise RuntimeError(f"{lib} {phase} of ({name}) failed:\n{out.stderr[-3000:]}")
+            raise RuntimeError(f"{lib} {phase} of ({name}) on {root.backend} failed:\n"
+                               f"{out.stderr[-3000:]}")
         result.update(json.loads(out.stdout.strip().splitlines()[-1]))
     return result
 
 
+def _local_rows(name: str, med: dict, best: dict) -> None:
+    for lib, m in med.items():
+        size = m["bytes"]
+        print(f"| {name} | {lib} | {size / GIB:.3f} GiB | {m['save']:.3f} "
+              f"({size / m['save'] / 1e9:.2f}) | {m['cold']:.3f} | {m['again']:.3f} "
+              f"| {m['warm']:.3f} "
+              f"({size / m['warm'] / 1e9:.2f}) | {m['save_rss'] / GIB:.3f} GiB "
+              f"({m['save_rss'] / size:.0%}) | {m['cold_rss'] / GIB:.3f} GiB "
+              f"({m['cold_rss'] / size:.2f}x) | {m['files']:.0f} |", flush=True)
+    if "orbax_v1" in med:
+        print(f"| {name} | floor: O_DIRECT read of our files | | | "
+              f"{med['orbax_v1']['floor']:.3f} | | | | | |", flush=True)
+    if len(med) == 2:
+        for label, table in (("**orbax / ours**", med), ("orbax / ours, best runs", best)):
+            ours, theirs = table["orbax_v1"], table["orbax"]
+            ratios = " | ".join(f"**{theirs[k] / ours[k]:.1f}x**"
+                                for k in ("save", "cold", "again", "warm"))
+            print(f"| {name} | {label} | | {ratios} | | | |", flush=True)
+
+
+def _remote_rows(name: str, med: dict, best: dict) -> None:
+    for lib, m in med.items():
+        size = m["bytes"]
+        print(f"| {name} | {lib} | {size / GIB:.3f} GiB | {m['save']:.3f} "
+              f"({size / m['save'] / 1e9:.2f}) | {m['load']:.3f} "
+              f"({size / m['load'] / 1e9:.2f}) | {m['save_rss'] / GIB:.3f} GiB "
+              f"({m['save_rss'] / size:.0%}) | {m['load_rss'] / GIB:.3f} GiB "
+              f"({m['load_rss'] / size:.2f}x) | {m['files']:.0f} |", flush=True)
+    if "orbax_v1" in med:
+        m = med["orbax_v1"]
+        print(f"| {name} | raw GETs of our objects, all at once | | | {m['floor']:.3f} "
+              f"({m['floor_bytes'] / m['floor'] / 1e9:.2f}) | | | |", flush=True)
+    if len(med) == 2:
+        for label, table in (("**orbax / ours**", med), ("orbax / ours, best runs", best)):
+            ours, theirs = table["orbax_v1"], table["orbax"]
+            ratios = " | ".join(f"**{theirs[k] / ours[k]:.1f}x**" for k in ("save", "load"))
+            print(f"| {name} | {label} | | {ratios} | | | |", flush=True)
+
+
+def _section(root, libs: tuple, args) -> None:
+    """One backend's table: every workload, `--repeats` interleaved runs of each library."""
+    scale = args.scale if args.scale is not None else (0.5 if root.remote else 1.0)
+    print(f"\n### {root.backend}: {root.about} (--scale {scale:g})\n")
+    if root.remote:
+        print("Loads: one column, the first load of a fresh process (no page cache "
+              "between the loader and an object store: no cold/again/warm). "
+              "Target: load RSS growth at most 1.1x the data.\n")
+        print("| workload | library | data | save s (GB/s) | load s (GB/s) "
+              "| save RSS growth | load RSS growth / data | objects |")
+        print("|---|---|---|---|---|---|---|---|")
+    else:
+        print("| workload | library | data | save s (GB/s) | load cold s | load again s "
+              "| load warm s (GB/s) | save RSS growth | load RSS growth / data | files |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in args.only:
+        runs = {lib: [] for lib in libs}
+        for r in range(args.repeats):
+            for lib in libs:
+                path = f"{root.path}/{name}-{lib}-{r}"
+                runs[lib].append(_run_worker(name, lib, scale, path, root))
+                if not root.remote:
+                    shutil.rmtree(path, ignore_errors=True)
+        med = {lib: {k: statistics.median(x[k] for x in rs) for k in rs[0]}
+               for lib, rs in runs.items()}
+        best = {lib: {k: min(x[k] for x in rs) for k in rs[0]} for lib, rs in runs.items()}
+        (_remote_rows if root.remote else _local_rows)(name, med, best)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--scale", type=float, default=None,
+                        help="workload size factor (default: 1.0 local, 0.5 on object stores)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="abcd")
-    parser.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
+    parser.add_argument("--dir", default=None, help="where to write locally (default: a temp dir)")
     parser.add_argument("--libs", default=",".join(LIBS),
                         help="comma-separated: orbax_v1 (ours), orbax (the real one)")
+    parser.add_argument("--backend", default="local",
+                        help="comma-separated: local, gcs, s3 (local emulators for the last two)")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        name, lib, scale, path, phase = args.worker
-        out = floor(path) if phase == "floor" else worker(name, lib, float(scale), path, phase)
+        name, lib, scale, path, phases = args.worker
+        out = {}
+        for phase in phases.split(","):
+            out.update(worker(name, lib, float(scale), path, phase))
         print(json.dumps(out))
         return
+    backends = object_stores.parse(args.backend)
     libs = tuple(lib for lib in LIBS if lib in args.libs.split(","))
     try:
         import orbax.checkpoint  # noqa: F401
     except ImportError:
         libs = tuple(lib for lib in libs if lib != "orbax")
-    root = tempfile.mkdtemp(dir=args.dir)
-    gib = 2 ** 30
-    print("| workload | library | data | save s (GB/s) | load cold s | load again s "
-          "| load warm s (GB/s) | save RSS growth | load RSS growth / data | files |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    try:
-        for name in args.only:
-            runs = {lib: [] for lib in libs}
-            for r in range(args.repeats):
-                for lib in libs:
-                    path = os.path.join(root, f"{name}-{lib}-{r}")
-                    runs[lib].append(_run_worker(name, lib, args.scale, path))
-                    shutil.rmtree(path, ignore_errors=True)
-            med = {lib: {k: statistics.median(x[k] for x in rs) for k in rs[0]}
-                   for lib, rs in runs.items()}
-            for lib, m in med.items():
-                size = m["bytes"]
-                print(f"| {name} | {lib} | {size / gib:.3f} GiB | {m['save']:.3f} "
-                      f"({size / m['save'] / 1e9:.2f}) | {m['cold']:.3f} | {m['again']:.3f} "
-                      f"| {m['warm']:.3f} "
-                      f"({size / m['warm'] / 1e9:.2f}) | {m['save_rss'] / gib:.3f} GiB "
-                      f"({m['save_rss'] / size:.0%}) | {m['cold_rss'] / gib:.3f} GiB "
-                      f"({m['cold_rss'] / size:.2f}x) | {m['files']:.0f} |", flush=True)
-            if "orbax_v1" in med:
-                print(f"| {name} | floor: O_DIRECT read of our files | | | "
-                      f"{med['orbax_v1']['floor']:.3f} | | | | | |", flush=True)
-            if len(med) == 2:
-                best = {lib: {k: min(x[k] for x in rs) for k in rs[0]} for lib, rs in runs.items()}
-                for label, table in (("**orbax / ours**", med), ("orbax / ours, best runs", best)):
-                    ours, theirs = table["orbax_v1"], table["orbax"]
-                    ratios = " | ".join(f"**{theirs[k] / ours[k]:.1f}x**"
-                                        for k in ("save", "cold", "again", "warm"))
-                    print(f"| {name} | {label} | | {ratios} | | | |", flush=True)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    for backend in backends:
+        section_libs = tuple(lib for lib in libs if lib in REMOTE_LIBS.get(backend, LIBS))
+        with object_stores.backend_root(backend, args.dir) as root:
+            _section(root, section_libs, args)
+        if section_libs != libs:
+            print(f"(real Orbax cannot write {backend}://: orbax_v1 only)")
     if "orbax" not in libs and "orbax" in args.libs.split(","):
         print("(real orbax-checkpoint not installed: pip install -e '.[bench]' to compare)")
 
