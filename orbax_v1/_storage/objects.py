@@ -53,7 +53,7 @@ def write_bytes(path: str, data: bytes) -> None:
     _call(path, "write", lambda: store.write(key, data).result())
 
 
-def write_async(path: str, data: bytes) -> ts.Future:
+def write_async(path: str, data: bytes | bytearray) -> ts.Future:
     """Starts writing one object; the future's `result()` raises on failure."""
     store, key = kvstore.bucket_store(path)
     return store.write(key, data)
