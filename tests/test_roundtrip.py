@@ -156,7 +156,10 @@ def test_tree_metadata_text_is_the_json_real_orbax_expects(tmp_path_factory, spe
             "j": jax.device_put(np.arange(8.0).reshape(4, 2), jax.sharding.NamedSharding(
                 jax.make_mesh((4,), ("d",)), jax.sharding.PartitionSpec("d")))}
     path = tmp_path_factory.mktemp("m") / "c"
-    ocp.save_pytree(path, tree)
+    try:
+        ocp.save_pytree(path, tree)
+    except ocp.errors.UnsupportedTreeError:  # keys that collide on disk ('' and '/'):
+        return  # refused at save, as test_roundtrip's collision tests require
     with open(os.path.join(path, "pytree", "_METADATA")) as f:
         got = json.load(f)["tree_metadata"]
     expected = {}
